@@ -1,0 +1,128 @@
+//! Requests and replies: the `execute`/`arguments`/`id` envelope with QEMU's checks and
+//! texts, and the one-line reply format.
+
+use crate::error::QgaError;
+use crate::value::{Dict, Value};
+use crate::writer::write_value;
+
+/// A well-formed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The command name.
+    pub execute: String,
+    /// The arguments (empty when absent).
+    pub arguments: Dict,
+    /// The request's `id`, echoed in the reply.
+    pub id: Option<Value>,
+}
+
+/// An envelope error, with the id to echo (QEMU echoes it when the request is an object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeError {
+    /// The error to send.
+    pub error: QgaError,
+    /// The request's id, if it had one.
+    pub id: Option<Value>,
+}
+
+/// Checks a parsed message and splits it into its members. Members are checked in the
+/// order QEMU iterates them, so a request with several faults gets the same error.
+pub fn parse_request(msg: Value) -> Result<Request, EnvelopeError> {
+    let Value::Dict(mut dict) = msg else {
+        return Err(EnvelopeError { error: QgaError::generic("QMP input must be a JSON object"), id: None });
+    };
+    let id = dict.get("id").cloned();
+    let fail = |desc: String, id: Option<Value>| Err(EnvelopeError { error: QgaError::generic(desc), id });
+    let mut has_execute = false;
+    for (name, value) in dict.qdict_order() {
+        match name.as_str() {
+            "execute" => {
+                if !matches!(value, Value::Str(_)) {
+                    return fail(format!("QMP input member '{name}' must be a string"), id);
+                }
+                has_execute = true;
+            }
+            "arguments" => {
+                if !matches!(value, Value::Dict(_)) {
+                    return fail("QMP input member 'arguments' must be an object".into(), id);
+                }
+            }
+            "id" => {}
+            _ => return fail(format!("QMP input member '{name}' is unexpected"), id),
+        }
+    }
+    if !has_execute {
+        return fail("QMP input lacks member 'execute'".into(), id);
+    }
+    let Some(Value::Str(execute)) = dict.remove("execute") else {
+        return fail("QMP input lacks member 'execute'".into(), id);
+    };
+    let arguments = match dict.remove("arguments") {
+        Some(Value::Dict(d)) => d,
+        _ => Dict::new(),
+    };
+    Ok(Request { execute, arguments, id })
+}
+
+/// A reply line: `{"return": ret}` plus the id, `\n`-terminated.
+pub fn reply_ok(ret: Value, id: Option<Value>) -> Vec<u8> {
+    envelope("return", ret, id)
+}
+
+/// An error reply line: `{"error": {"class", "desc"}}` plus the id, `\n`-terminated.
+pub fn reply_err(err: &QgaError, id: Option<Value>) -> Vec<u8> {
+    let mut e = Dict::new();
+    e.insert("class", Value::Str(err.class.as_str().to_string()));
+    e.insert("desc", Value::Str(err.desc.clone()));
+    envelope("error", Value::Dict(e), id)
+}
+
+fn envelope(key: &str, body: Value, id: Option<Value>) -> Vec<u8> {
+    let mut rsp = Dict::new();
+    rsp.insert(key, body);
+    if let Some(id) = id {
+        rsp.insert("id", id);
+    }
+    let mut out = Vec::with_capacity(64);
+    write_value(&mut out, &Value::Dict(rsp));
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framer::{Frame, Framer};
+
+    fn req(text: &str) -> Result<Request, EnvelopeError> {
+        match Framer::new().feed_collect(text.as_bytes()).pop() {
+            Some(Frame::Message(v)) => parse_request(v),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        let e = req(text).unwrap_err();
+        String::from_utf8(reply_err(&e.error, e.id)).unwrap()
+    }
+
+    #[test]
+    fn test_envelope_errors_exact_text() {
+        assert_eq!(err("[]"), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\n");
+        assert_eq!(
+            err("{\"id\": 1}"),
+            "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\n"
+        );
+        assert!(err("{\"execute\": 1}").contains("QMP input member 'execute' must be a string"));
+        assert!(err("{\"execute\": \"x\", \"arguments\": []}").contains("QMP input member 'arguments' must be an object"));
+        assert!(err("{\"execute\": \"x\", \"exec-oob\": 1}").contains("QMP input member 'exec-oob' is unexpected"));
+        assert!(err("{\"execute\": \"x\", \"\": 1}").contains("QMP input member '' is unexpected"));
+    }
+
+    #[test]
+    fn test_reply_ok_with_id() {
+        let r = req("{'execute':'guest-ping','id':'a'}").unwrap();
+        assert_eq!(r.execute, "guest-ping");
+        assert_eq!(reply_ok(Value::Dict(Dict::new()), r.id), b"{\"return\": {}, \"id\": \"a\"}\n");
+    }
+}
