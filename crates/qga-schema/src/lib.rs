@@ -1,1 +1,66 @@
-//! placeholder
+//! The QEMU guest agent's commands and types, declared once and shared by the agent (which
+//! decodes arguments and encodes returns) and the client (which does the reverse).
+//!
+//! Member names follow the QAPI schema (kebab-case, with the historical exception
+//! `supported_commands`). Optional members are `Option<T>` and are left out when `None`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod types;
+
+pub use types::*;
+
+/// A QGA command: its wire name, argument and return types, and its policy flags.
+pub trait Command {
+    /// The wire name, e.g. `guest-ping`.
+    const NAME: &'static str;
+    /// Whether a reply is sent on success (false for shutdown and suspend).
+    const SUCCESS_RESPONSE: bool = true;
+    /// Whether the command stays enabled while filesystems are frozen.
+    const ALLOWED_WHILE_FROZEN: bool = false;
+    /// The `arguments` object.
+    type Args: serde::Serialize + serde::de::DeserializeOwned;
+    /// The `return` value.
+    type Ret: serde::Serialize + serde::de::DeserializeOwned;
+}
+
+macro_rules! commands {
+    ($(
+        $(#[$doc:meta])*
+        $ty:ident = $name:literal, $args:ty => $ret:ty $(, $flag:ident = $val:expr)*;
+    )*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $ty;
+        impl Command for $ty {
+            const NAME: &'static str = $name;
+            $(const $flag: bool = $val;)*
+            type Args = $args;
+            type Ret = $ret;
+        }
+    )*
+    /// Every command's wire name, in schema order.
+    pub const ALL_COMMAND_NAMES: &[&str] = &[$($name),*];
+    };
+}
+
+commands! {
+    /// Echoes `id`; the reply is preceded by a 0xFF byte so a client can resynchronise.
+    GuestSyncDelimited = "guest-sync-delimited", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    /// Echoes `id`, to synchronise a client with the agent's reply stream.
+    GuestSync = "guest-sync", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    /// Checks that the agent answers.
+    GuestPing = "guest-ping", NoArgs => Empty, ALLOWED_WHILE_FROZEN = true;
+    /// The guest's wall-clock time in nanoseconds since the epoch.
+    GuestGetTime = "guest-get-time", NoArgs => i64;
+    /// The agent's version and its commands with their state.
+    GuestInfo = "guest-info", NoArgs => GuestAgentInfo, ALLOWED_WHILE_FROZEN = true;
+    /// The guest's host name.
+    GuestGetHostName = "guest-get-host-name", NoArgs => GuestHostName;
+    /// Users logged in to the guest.
+    GuestGetUsers = "guest-get-users", NoArgs => Vec<GuestUser>;
+    /// The guest's time zone.
+    GuestGetTimezone = "guest-get-timezone", NoArgs => GuestTimezone;
+    /// The guest's operating system.
+    GuestGetOsinfo = "guest-get-osinfo", NoArgs => GuestOsInfo;
+}
