@@ -1,1 +1,287 @@
-//! placeholder
+//! Host-side client for the QEMU guest agent protocol: connect to the host end of an agent
+//! channel, resynchronise robustly, and run typed commands.
+//!
+//! ```no_run
+//! use qga_client::Client;
+//! use qga_schema::{GuestGetTime, NoArgs};
+//! let mut c = Client::connect_unix("/run/qga.sock")?;
+//! c.sync()?;
+//! let ns = c.execute::<GuestGetTime>(&NoArgs {})?;
+//! # Ok::<(), qga_client::ClientError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use qga_proto::{Frame, Framer, QgaError, Value};
+use qga_schema::Command;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The channel failed or timed out.
+    #[error("channel error: {0}")]
+    Io(#[from] io::Error),
+    /// The agent answered with an error.
+    #[error("{}: {}", .0.class.as_str(), .0.desc)]
+    Agent(QgaError),
+    /// The reply could not be understood.
+    #[error("malformed reply: {0}")]
+    Protocol(String),
+    /// The channel closed.
+    #[error("the agent closed the channel")]
+    Closed,
+}
+
+/// One reply line as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Whether the line was preceded by the 0xFF delimiter.
+    pub delimited: bool,
+    /// The line without delimiter and newline.
+    pub line: Vec<u8>,
+}
+
+impl Reply {
+    /// Parses the line (QEMU's JSON dialect).
+    pub fn value(&self) -> Result<Value, ClientError> {
+        let mut frames = Framer::new().feed_collect(&self.line);
+        match frames.pop() {
+            Some(Frame::Message(v)) if frames.is_empty() => Ok(v),
+            _ => Err(ClientError::Protocol(
+                String::from_utf8_lossy(&self.line).into_owned(),
+            )),
+        }
+    }
+
+    /// The `id` member, if any.
+    pub fn id(&self) -> Option<Value> {
+        match self.value().ok()? {
+            Value::Dict(d) => d.get("id").cloned(),
+            _ => None,
+        }
+    }
+
+    /// `Ok(return value)` or `Err(agent error)`.
+    pub fn result(&self) -> Result<Value, ClientError> {
+        let Value::Dict(mut d) = self.value()? else {
+            return Err(ClientError::Protocol("reply is not an object".into()));
+        };
+        if let Some(ret) = d.remove("return") {
+            return Ok(ret);
+        }
+        match d.remove("error") {
+            Some(Value::Dict(e)) => {
+                let text = |k: &str| match e.get(k) {
+                    Some(Value::Str(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                Err(ClientError::Agent(QgaError {
+                    class: qga_proto::ErrorClass::from_wire(&text("class")),
+                    desc: text("desc"),
+                }))
+            }
+            _ => Err(ClientError::Protocol(
+                "reply has neither return nor error".into(),
+            )),
+        }
+    }
+}
+
+/// A connection to an agent.
+#[derive(Debug)]
+pub struct Client<S: Read + Write> {
+    reader: BufReader<S>,
+}
+
+impl Client<UnixStream> {
+    /// Connects to a unix socket (a QEMU chardev or libvirt channel socket, or an agent
+    /// started with `-m unix-listen`), with a 10 s default timeout per reply.
+    pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Client::new(s))
+    }
+
+    /// Sets the time to wait for each reply.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.reader.get_ref().set_read_timeout(timeout)?;
+        Ok(())
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// Wraps an open stream.
+    pub fn new(stream: S) -> Self {
+        Client {
+            reader: BufReader::with_capacity(256 * 1024, stream),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.reader.get_mut()
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let s = self.reader.get_mut();
+        s.write_all(bytes)?;
+        s.flush()?;
+        Ok(())
+    }
+
+    /// Reads the next reply line.
+    pub fn read_reply(&mut self) -> Result<Reply, ClientError> {
+        let mut line = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Err(ClientError::Closed);
+        }
+        line.pop();
+        let delimited = line.first() == Some(&0xFF);
+        if delimited {
+            line.remove(0);
+        }
+        Ok(Reply { delimited, line })
+    }
+
+    /// Resynchronises: sends 0xFF and guest-sync-delimited with a fresh id, then discards
+    /// everything (stale replies, the error for the 0xFF) up to the matching reply.
+    pub fn sync(&mut self) -> Result<(), ClientError> {
+        let id = sync_id();
+        let req = format!(
+            "\u{ff}{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}\n"
+        );
+        // The 0xFF must go out as a raw byte, not as UTF-8.
+        let mut bytes = req.into_bytes();
+        bytes.splice(0..2, [0xFF]);
+        self.send_raw(&bytes)?;
+        loop {
+            let r = self.read_reply()?;
+            if r.delimited && matches!(r.result(), Ok(Value::Int(v)) if v == id) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a command by name with JSON arguments and returns its `return` value; `None`
+    /// when the command does not reply on success (the channel is not read then).
+    pub fn execute_value(
+        &mut self,
+        name: &str,
+        args: Option<Value>,
+        expect_reply: bool,
+    ) -> Result<Option<Value>, ClientError> {
+        let mut req = qga_proto::Dict::new();
+        req.insert("execute", Value::Str(name.to_string()));
+        if let Some(a) = args {
+            req.insert("arguments", a);
+        }
+        let mut bytes = Vec::new();
+        qga_proto::writer::write_value(&mut bytes, &Value::Dict(req));
+        bytes.push(b'\n');
+        self.send_raw(&bytes)?;
+        if !expect_reply {
+            return Ok(None);
+        }
+        self.read_reply()?.result().map(Some)
+    }
+
+    /// Runs a typed command.
+    pub fn execute<C: Command>(&mut self, args: &C::Args) -> Result<C::Ret, ClientError> {
+        let json = serde_json::to_value(args).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let args = match Value::from_json(json) {
+            Value::Dict(d) if d.is_empty() => None,
+            v => Some(v),
+        };
+        let ret = self
+            .execute_value(C::NAME, args, C::SUCCESS_RESPONSE)?
+            .unwrap_or(Value::Dict(Default::default()));
+        serde_json::from_value(ret.into_json()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// A sync id that differs between calls and processes (positive, fits in 31 bits so any
+/// agent's integer parsing accepts it).
+fn sync_id() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static COUNTER: AtomicI64 = AtomicI64::new(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = i64::from(t)
+        ^ (i64::from(std::process::id()) << 12)
+        ^ COUNTER.fetch_add(7919, Ordering::Relaxed);
+    (mix & 0x7FFF_FFFF).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_reply_result_and_error() {
+        let ok = Reply {
+            delimited: false,
+            line: br#"{"return": 5, "id": "a"}"#.to_vec(),
+        };
+        assert_eq!(ok.result().unwrap(), Value::Int(5));
+        assert_eq!(ok.id(), Some(Value::Str("a".into())));
+        let err = Reply {
+            delimited: false,
+            line: br#"{"error": {"class": "CommandNotFound", "desc": "The command x has not been found"}}"#.to_vec(),
+        };
+        match err.result() {
+            Err(ClientError::Agent(e)) => assert_eq!(e.desc, "The command x has not been found"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_sync_skips_stale_replies() {
+        // A pipe-like stream: replies prepared before sync, including an unrelated one.
+        struct Fake {
+            input: io::Cursor<Vec<u8>>,
+            sent: Vec<u8>,
+        }
+        impl Read for Fake {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                self.input.read(b)
+            }
+        }
+        impl Write for Fake {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.sent.extend_from_slice(b);
+                // Answer the sync with the id it carries.
+                if let Some(pos) = self.sent.windows(5).position(|w| w == b"\"id\":") {
+                    let tail = &self.sent[pos + 5..];
+                    let id: String = tail
+                        .iter()
+                        .take_while(|c| c.is_ascii_digit())
+                        .map(|&c| c as char)
+                        .collect();
+                    let mut data = b"{\"return\": {}}\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}}\n".to_vec();
+                    data.push(0xFF);
+                    data.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+                    self.input = io::Cursor::new(data);
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut c = Client::new(Fake {
+            input: io::Cursor::new(Vec::new()),
+            sent: Vec::new(),
+        });
+        c.sync().unwrap();
+        assert_eq!(c.get_mut().sent[0], 0xFF);
+    }
+}

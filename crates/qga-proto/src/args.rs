@@ -86,7 +86,11 @@ pub struct ArgError {
 
 impl ArgError {
     fn new(kind: Kind) -> ArgError {
-        ArgError { kind, path: None, leaf: None }
+        ArgError {
+            kind,
+            path: None,
+            leaf: None,
+        }
     }
 
     fn at(mut self, path: &Path<'_>) -> ArgError {
@@ -102,11 +106,17 @@ impl fmt::Display for ArgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.as_deref().unwrap_or("null");
         match &self.kind {
-            Kind::InvalidType(exp) => write!(f, "Invalid parameter type for '{path}', expected: {exp}"),
+            Kind::InvalidType(exp) => {
+                write!(f, "Invalid parameter type for '{path}', expected: {exp}")
+            }
             Kind::Missing => write!(f, "Parameter '{path}' is missing"),
             Kind::Unexpected => write!(f, "Parameter '{path}' is unexpected"),
             Kind::NotAccepted(v) => {
-                write!(f, "Parameter '{}' does not accept value '{v}'", self.leaf.as_deref().unwrap_or("null"))
+                write!(
+                    f,
+                    "Parameter '{}' does not accept value '{v}'",
+                    self.leaf.as_deref().unwrap_or("null")
+                )
             }
             Kind::Expects(what) => write!(f, "Parameter '{path}' expects {what}"),
             Kind::Custom(msg) => f.write_str(msg),
@@ -138,7 +148,11 @@ impl de::Error for ArgError {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        ArgError { kind: Kind::Missing, path: Some(field.to_string()), leaf: Some(field.to_string()) }
+        ArgError {
+            kind: Kind::Missing,
+            path: Some(field.to_string()),
+            leaf: Some(field.to_string()),
+        }
     }
 }
 
@@ -150,17 +164,29 @@ impl From<ArgError> for QgaError {
 
 /// Decodes a command's `arguments` object into `T`.
 pub fn from_args<T: DeserializeOwned>(args: &Dict) -> Result<T, ArgError> {
-    let root = Path { parent: None, seg: Seg::Root };
+    let root = Path {
+        parent: None,
+        seg: Seg::Root,
+    };
     let dict = Value::Dict(args.clone());
-    T::deserialize(De { value: Some(&dict), path: root })
+    T::deserialize(De {
+        value: Some(&dict),
+        path: root,
+    })
 }
 
 /// Decodes a command's `arguments` object into `T`, taking ownership (no copy of big
 /// strings is avoided yet; this is the entry point the dispatcher uses).
 pub fn from_value_dict<T: DeserializeOwned>(args: Dict) -> Result<T, ArgError> {
-    let root = Path { parent: None, seg: Seg::Root };
+    let root = Path {
+        parent: None,
+        seg: Seg::Root,
+    };
     let dict = Value::Dict(args);
-    T::deserialize(De { value: Some(&dict), path: root })
+    T::deserialize(De {
+        value: Some(&dict),
+        path: root,
+    })
 }
 
 /// Deserializer over one member; `value: None` means the member is absent.
@@ -172,7 +198,8 @@ struct De<'a, 'p> {
 
 impl<'a, 'p> De<'a, 'p> {
     fn get(&self) -> Result<&'a Value, ArgError> {
-        self.value.ok_or_else(|| ArgError::new(Kind::Missing).at(&self.path))
+        self.value
+            .ok_or_else(|| ArgError::new(Kind::Missing).at(&self.path))
     }
 
     fn type_err(&self, expected: &str) -> ArgError {
@@ -234,7 +261,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
 
     fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, ArgError> {
         match self.get()? {
-            Value::Bool(b) => visitor.visit_bool(*b).map_err(|e: ArgError| e.at(&self.path)),
+            Value::Bool(b) => visitor
+                .visit_bool(*b)
+                .map_err(|e: ArgError| e.at(&self.path)),
             _ => Err(self.type_err("boolean")),
         }
     }
@@ -274,7 +303,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
 
     fn deserialize_str<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, ArgError> {
         match self.get()? {
-            Value::Str(s) => visitor.visit_borrowed_str(s).map_err(|e: ArgError| e.at(&self.path)),
+            Value::Str(s) => visitor
+                .visit_borrowed_str(s)
+                .map_err(|e: ArgError| e.at(&self.path)),
             _ => Err(self.type_err("string")),
         }
     }
@@ -305,25 +336,43 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ArgError> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ArgError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ArgError> {
+    fn deserialize_newtype_struct<V: Visitor<'a>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ArgError> {
         visitor.visit_newtype_struct(self)
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, ArgError> {
         match self.get()? {
             Value::List(items) => {
-                let seq = Seq { items, index: 0, parent: &self.path };
-                visitor.visit_seq(seq).map_err(|e: ArgError| e.at(&self.path))
+                let seq = Seq {
+                    items,
+                    index: 0,
+                    parent: &self.path,
+                };
+                visitor
+                    .visit_seq(seq)
+                    .map_err(|e: ArgError| e.at(&self.path))
             }
             _ => Err(self.type_err("array")),
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, ArgError> {
+    fn deserialize_tuple<V: Visitor<'a>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ArgError> {
         self.deserialize_seq(visitor)
     }
 
@@ -340,8 +389,15 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
         match self.get()? {
             Value::Dict(d) => {
                 let fields: Vec<&'a str> = d.entries.iter().map(|(k, _)| k.as_str()).collect();
-                let map = Members { dict: d, fields, index: 0, parent: &self.path };
-                visitor.visit_map(map).map_err(|e: ArgError| e.at(&self.path))
+                let map = Members {
+                    dict: d,
+                    fields,
+                    index: 0,
+                    parent: &self.path,
+                };
+                visitor
+                    .visit_map(map)
+                    .map_err(|e: ArgError| e.at(&self.path))
             }
             _ => Err(self.type_err("object")),
         }
@@ -356,10 +412,24 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
         let Value::Dict(d) = self.get()? else {
             return Err(self.type_err("object"));
         };
-        let map = Members { dict: d, fields: fields.to_vec(), index: 0, parent: &self.path };
-        let value = visitor.visit_map(map).map_err(|e: ArgError| e.at(&self.path))?;
-        if let Some((extra, _)) = d.entries.iter().find(|(k, _)| !fields.contains(&k.as_str())) {
-            let p = Path { parent: Some(&self.path), seg: Seg::Name(extra) };
+        let map = Members {
+            dict: d,
+            fields: fields.to_vec(),
+            index: 0,
+            parent: &self.path,
+        };
+        let value = visitor
+            .visit_map(map)
+            .map_err(|e: ArgError| e.at(&self.path))?;
+        if let Some((extra, _)) = d
+            .entries
+            .iter()
+            .find(|(k, _)| !fields.contains(&k.as_str()))
+        {
+            let p = Path {
+                parent: Some(&self.path),
+                seg: Seg::Name(extra),
+            };
             return Err(ArgError::new(Kind::Unexpected).at(&p));
         }
         Ok(value)
@@ -377,7 +447,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
                     return Err(ArgError::new(Kind::NotAccepted(s.clone())).at(&self.path));
                 }
                 let de: de::value::StrDeserializer<'_, ArgError> = s.as_str().into_deserializer();
-                visitor.visit_enum(de).map_err(|e: ArgError| e.at(&self.path))
+                visitor
+                    .visit_enum(de)
+                    .map_err(|e: ArgError| e.at(&self.path))
             }
             _ => Err(self.type_err("string")),
         }
@@ -404,7 +476,10 @@ struct Members<'a, 'p> {
 impl<'a> de::MapAccess<'a> for Members<'a, '_> {
     type Error = ArgError;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, ArgError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ArgError> {
         let Some(name) = self.fields.get(self.index) else {
             return Ok(None);
         };
@@ -415,8 +490,15 @@ impl<'a> de::MapAccess<'a> for Members<'a, '_> {
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, ArgError> {
         let name = self.fields.get(self.index).copied().unwrap_or("");
         self.index += 1;
-        let path = Path { parent: Some(self.parent), seg: Seg::Name(name) };
-        seed.deserialize(De { value: self.dict.get(name), path }).map_err(|e: ArgError| e.at(&path))
+        let path = Path {
+            parent: Some(self.parent),
+            seg: Seg::Name(name),
+        };
+        seed.deserialize(De {
+            value: self.dict.get(name),
+            path,
+        })
+        .map_err(|e: ArgError| e.at(&path))
     }
 }
 
@@ -429,13 +511,24 @@ struct Seq<'a, 'p> {
 impl<'a> de::SeqAccess<'a> for Seq<'a, '_> {
     type Error = ArgError;
 
-    fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<Option<T::Value>, ArgError> {
+    fn next_element_seed<T: DeserializeSeed<'a>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ArgError> {
         let Some(item) = self.items.get(self.index) else {
             return Ok(None);
         };
-        let path = Path { parent: Some(self.parent), seg: Seg::Index(self.index) };
+        let path = Path {
+            parent: Some(self.parent),
+            seg: Seg::Index(self.index),
+        };
         self.index += 1;
-        seed.deserialize(De { value: Some(item), path }).map(Some).map_err(|e: ArgError| e.at(&path))
+        seed.deserialize(De {
+            value: Some(item),
+            path,
+        })
+        .map(Some)
+        .map_err(|e: ArgError| e.at(&path))
     }
 }
 
@@ -500,17 +593,28 @@ mod tests {
 
     #[test]
     fn test_nested_missing_member_path() {
-        assert_eq!(err::<SetVcpus>(r#"{"vcpus":[{"logical-id":0}]}"#), "Parameter 'vcpus[0].online' is missing");
+        assert_eq!(
+            err::<SetVcpus>(r#"{"vcpus":[{"logical-id":0}]}"#),
+            "Parameter 'vcpus[0].online' is missing"
+        );
     }
 
     #[test]
     fn test_nested_wrong_type_path() {
         assert_eq!(
-            err::<SetVcpus>(r#"{"vcpus":[{"logical-id":0,"online":true},{"logical-id":"x","online":true}]}"#),
+            err::<SetVcpus>(
+                r#"{"vcpus":[{"logical-id":0,"online":true},{"logical-id":"x","online":true}]}"#
+            ),
             "Invalid parameter type for 'vcpus[1].logical-id', expected: integer"
         );
-        assert_eq!(err::<SetVcpus>(r#"{"vcpus":{}}"#), "Invalid parameter type for 'vcpus', expected: array");
-        assert_eq!(err::<SetVcpus>(r#"{"vcpus":[1]}"#), "Invalid parameter type for 'vcpus[0]', expected: object");
+        assert_eq!(
+            err::<SetVcpus>(r#"{"vcpus":{}}"#),
+            "Invalid parameter type for 'vcpus', expected: array"
+        );
+        assert_eq!(
+            err::<SetVcpus>(r#"{"vcpus":[1]}"#),
+            "Invalid parameter type for 'vcpus[0]', expected: object"
+        );
     }
 
     #[test]
@@ -523,10 +627,22 @@ mod tests {
 
     #[test]
     fn test_schema_order_and_missing_before_unexpected() {
-        assert_eq!(err::<Write>(r#"{"handle":"x"}"#), "Invalid parameter type for 'handle', expected: integer");
-        assert_eq!(err::<Write>(r#"{"buf-b64":1}"#), "Parameter 'handle' is missing");
-        assert_eq!(err::<Write>(r#"{"handle":1,"zzz":1}"#), "Parameter 'buf-b64' is missing");
-        assert_eq!(err::<Write>(r#"{"handle":1,"buf-b64":"","zzz":1}"#), "Parameter 'zzz' is unexpected");
+        assert_eq!(
+            err::<Write>(r#"{"handle":"x"}"#),
+            "Invalid parameter type for 'handle', expected: integer"
+        );
+        assert_eq!(
+            err::<Write>(r#"{"buf-b64":1}"#),
+            "Parameter 'handle' is missing"
+        );
+        assert_eq!(
+            err::<Write>(r#"{"handle":1,"zzz":1}"#),
+            "Parameter 'buf-b64' is missing"
+        );
+        assert_eq!(
+            err::<Write>(r#"{"handle":1,"buf-b64":"","zzz":1}"#),
+            "Parameter 'zzz' is unexpected"
+        );
     }
 
     #[test]
@@ -536,25 +652,53 @@ mod tests {
             "Invalid parameter type for 'count', expected: integer"
         );
         let ok: Write = from_args(&dict(r#"{"handle":1,"buf-b64":"QQ=="}"#)).unwrap();
-        assert_eq!((ok.handle, ok.buf_b64.as_str(), ok.count), (1, "QQ==", None));
+        assert_eq!(
+            (ok.handle, ok.buf_b64.as_str(), ok.count),
+            (1, "QQ==", None)
+        );
     }
 
     #[test]
     fn test_enum_values() {
-        assert_eq!(err::<Seek>(r#"{"whence":"SET"}"#), "Parameter 'whence' does not accept value 'SET'");
-        assert_eq!(err::<Seek>(r#"{"whence":1}"#), "Invalid parameter type for 'whence', expected: string");
-        assert!(matches!(from_args::<Seek>(&dict(r#"{"whence":"end"}"#)).unwrap().whence, Whence::End));
+        assert_eq!(
+            err::<Seek>(r#"{"whence":"SET"}"#),
+            "Parameter 'whence' does not accept value 'SET'"
+        );
+        assert_eq!(
+            err::<Seek>(r#"{"whence":1}"#),
+            "Invalid parameter type for 'whence', expected: string"
+        );
+        assert!(matches!(
+            from_args::<Seek>(&dict(r#"{"whence":"end"}"#))
+                .unwrap()
+                .whence,
+            Whence::End
+        ));
     }
 
     #[test]
     fn test_int_rejects_uint_and_double() {
-        assert_eq!(err::<Write>(r#"{"handle":9223372036854775808}"#), "Invalid parameter type for 'handle', expected: integer");
-        assert_eq!(err::<Write>(r#"{"handle":1.0}"#), "Invalid parameter type for 'handle', expected: integer");
+        assert_eq!(
+            err::<Write>(r#"{"handle":9223372036854775808}"#),
+            "Invalid parameter type for 'handle', expected: integer"
+        );
+        assert_eq!(
+            err::<Write>(r#"{"handle":1.0}"#),
+            "Invalid parameter type for 'handle', expected: integer"
+        );
     }
 
     #[test]
     fn test_uint64_accepts_negative_and_rejects_string() {
-        assert_eq!(from_args::<Blk>(&dict(r#"{"phys-index":-1}"#)).unwrap().phys_index, u64::MAX);
-        assert_eq!(err::<Blk>(r#"{"phys-index":"1"}"#), "Parameter 'phys-index' expects uint64");
+        assert_eq!(
+            from_args::<Blk>(&dict(r#"{"phys-index":-1}"#))
+                .unwrap()
+                .phys_index,
+            u64::MAX
+        );
+        assert_eq!(
+            err::<Blk>(r#"{"phys-index":"1"}"#),
+            "Parameter 'phys-index' expects uint64"
+        );
     }
 }

@@ -29,10 +29,18 @@ pub struct EnvelopeError {
 /// order QEMU iterates them, so a request with several faults gets the same error.
 pub fn parse_request(msg: Value) -> Result<Request, EnvelopeError> {
     let Value::Dict(mut dict) = msg else {
-        return Err(EnvelopeError { error: QgaError::generic("QMP input must be a JSON object"), id: None });
+        return Err(EnvelopeError {
+            error: QgaError::generic("QMP input must be a JSON object"),
+            id: None,
+        });
     };
     let id = dict.get("id").cloned();
-    let fail = |desc: String, id: Option<Value>| Err(EnvelopeError { error: QgaError::generic(desc), id });
+    let fail = |desc: String, id: Option<Value>| {
+        Err(EnvelopeError {
+            error: QgaError::generic(desc),
+            id,
+        })
+    };
     let mut has_execute = false;
     for (name, value) in dict.qdict_order() {
         match name.as_str() {
@@ -61,7 +69,11 @@ pub fn parse_request(msg: Value) -> Result<Request, EnvelopeError> {
         Some(Value::Dict(d)) => d,
         _ => Dict::new(),
     };
-    Ok(Request { execute, arguments, id })
+    Ok(Request {
+        execute,
+        arguments,
+        id,
+    })
 }
 
 /// A reply line: `{"return": ret}` plus the id, `\n`-terminated.
@@ -108,14 +120,23 @@ mod tests {
 
     #[test]
     fn test_envelope_errors_exact_text() {
-        assert_eq!(err("[]"), "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\n");
+        assert_eq!(
+            err("[]"),
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\n"
+        );
         assert_eq!(
             err("{\"id\": 1}"),
             "{\"id\": 1, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\n"
         );
         assert!(err("{\"execute\": 1}").contains("QMP input member 'execute' must be a string"));
-        assert!(err("{\"execute\": \"x\", \"arguments\": []}").contains("QMP input member 'arguments' must be an object"));
-        assert!(err("{\"execute\": \"x\", \"exec-oob\": 1}").contains("QMP input member 'exec-oob' is unexpected"));
+        assert!(
+            err("{\"execute\": \"x\", \"arguments\": []}")
+                .contains("QMP input member 'arguments' must be an object")
+        );
+        assert!(
+            err("{\"execute\": \"x\", \"exec-oob\": 1}")
+                .contains("QMP input member 'exec-oob' is unexpected")
+        );
         assert!(err("{\"execute\": \"x\", \"\": 1}").contains("QMP input member '' is unexpected"));
     }
 
@@ -123,6 +144,9 @@ mod tests {
     fn test_reply_ok_with_id() {
         let r = req("{'execute':'guest-ping','id':'a'}").unwrap();
         assert_eq!(r.execute, "guest-ping");
-        assert_eq!(reply_ok(Value::Dict(Dict::new()), r.id), b"{\"return\": {}, \"id\": \"a\"}\n");
+        assert_eq!(
+            reply_ok(Value::Dict(Dict::new()), r.id),
+            b"{\"return\": {}, \"id\": \"a\"}\n"
+        );
     }
 }

@@ -41,12 +41,18 @@ pub struct QgaError {
 impl QgaError {
     /// A `GenericError` with the given text.
     pub fn generic(desc: impl Into<String>) -> QgaError {
-        QgaError { class: ErrorClass::GenericError, desc: desc.into() }
+        QgaError {
+            class: ErrorClass::GenericError,
+            desc: desc.into(),
+        }
     }
 
     /// A `CommandNotFound` error with the given text.
     pub fn not_found(desc: impl Into<String>) -> QgaError {
-        QgaError { class: ErrorClass::CommandNotFound, desc: desc.into() }
+        QgaError {
+            class: ErrorClass::CommandNotFound,
+            desc: desc.into(),
+        }
     }
 }
 

@@ -130,7 +130,8 @@ impl Framer {
     /// Feeds bytes; `out` receives every message or error completed by them, in order.
     pub fn feed(&mut self, bytes: &[u8], out: &mut impl FnMut(Frame)) {
         let streamer = &mut self.streamer;
-        self.lexer.feed(bytes, &mut |kind, text| streamer.process(kind, text, out));
+        self.lexer
+            .feed(bytes, &mut |kind, text| streamer.process(kind, text, out));
     }
 
     /// Convenience for tests and tools: all frames produced by `bytes`.
@@ -175,26 +176,56 @@ mod tests {
     #[test]
     fn test_0xff_mid_message_drops_partial() {
         let out = errs(b"{\"execute\": \xff{\"a\":1}");
-        assert_eq!(out, ["JSON parse error, stray '\u{FFFD}'".to_string(), "msg Dict(Dict { entries: [(\"a\", Int(1))] })".to_string()]);
+        assert_eq!(
+            out,
+            [
+                "JSON parse error, stray '\u{FFFD}'".to_string(),
+                "msg Dict(Dict { entries: [(\"a\", Int(1))] })".to_string()
+            ]
+        );
     }
 
     #[test]
     fn test_grammar_errors() {
-        assert_eq!(errs(b"{\"a\" 1}"), ["JSON parse error, missing : in object pair"]);
-        assert_eq!(errs(b"{\"a\":1 \"b\":2}"), ["JSON parse error, expected separator in dict"]);
-        assert_eq!(errs(b"[1 2]"), ["JSON parse error, expected separator in list"]);
-        assert_eq!(errs(b"{1:2}"), ["JSON parse error, key is not a string in object"]);
-        assert_eq!(errs(b"{\"a\":1,\"a\":2}"), ["JSON parse error, duplicate key"]);
-        assert_eq!(errs(b"{\"a\":tru}"), ["JSON parse error, invalid keyword 'tru'"]);
+        assert_eq!(
+            errs(b"{\"a\" 1}"),
+            ["JSON parse error, missing : in object pair"]
+        );
+        assert_eq!(
+            errs(b"{\"a\":1 \"b\":2}"),
+            ["JSON parse error, expected separator in dict"]
+        );
+        assert_eq!(
+            errs(b"[1 2]"),
+            ["JSON parse error, expected separator in list"]
+        );
+        assert_eq!(
+            errs(b"{1:2}"),
+            ["JSON parse error, key is not a string in object"]
+        );
+        assert_eq!(
+            errs(b"{\"a\":1,\"a\":2}"),
+            ["JSON parse error, duplicate key"]
+        );
+        assert_eq!(
+            errs(b"{\"a\":tru}"),
+            ["JSON parse error, invalid keyword 'tru'"]
+        );
         assert_eq!(errs(b"]"), ["JSON parse error, expecting value"]);
-        assert_eq!(errs(b"{\"id\":0x10}"), ["JSON parse error, expected separator in dict"]);
+        assert_eq!(
+            errs(b"{\"id\":0x10}"),
+            ["JSON parse error, expected separator in dict"]
+        );
     }
 
     #[test]
     fn test_true_capitalised_gives_stray_then_expecting_value() {
         assert_eq!(
             errs(b"{\"a\": True}"),
-            ["JSON parse error, stray 'T'", "JSON parse error, expecting value"]
+            [
+                "JSON parse error, stray 'T'",
+                "JSON parse error, expecting value"
+            ]
         );
     }
 
@@ -227,12 +258,20 @@ mod tests {
         input.extend(std::iter::repeat_n(b'a', MAX_TOKEN_SIZE + 10));
         input.extend_from_slice(b"\"}{\"x\":1}");
         let out = errs(&input);
-        assert_eq!(out, ["JSON token size limit exceeded".to_string(), "msg Dict(Dict { entries: [(\"x\", Int(1))] })".to_string()]);
+        assert_eq!(
+            out,
+            [
+                "JSON token size limit exceeded".to_string(),
+                "msg Dict(Dict { entries: [(\"x\", Int(1))] })".to_string()
+            ]
+        );
     }
 
     #[test]
     fn test_numbers() {
-        let frames = Framer::new().feed_collect(b"[9223372036854775807, 9223372036854775808, 18446744073709551616, -0, 1E2]");
+        let frames = Framer::new().feed_collect(
+            b"[9223372036854775807, 9223372036854775808, 18446744073709551616, -0, 1E2]",
+        );
         assert_eq!(
             frames,
             [Frame::Message(Value::List(vec![

@@ -164,7 +164,11 @@ impl Default for Lexer {
 impl Lexer {
     /// A lexer in its start state.
     pub(crate) fn new() -> Lexer {
-        Lexer { state: State::Start, token: Vec::new(), overflowed: false }
+        Lexer {
+            state: State::Start,
+            token: Vec::new(),
+            overflowed: false,
+        }
     }
 
     /// Forgets any partial token.
@@ -180,7 +184,11 @@ impl Lexer {
         while i < bytes.len() {
             // Fast path: the body of a string, which is most of the bytes of large requests.
             if matches!(self.state, State::DqString | State::SqString) {
-                let quote = if self.state == State::DqString { b'"' } else { b'\'' };
+                let quote = if self.state == State::DqString {
+                    b'"'
+                } else {
+                    b'\''
+                };
                 let run = bytes[i..]
                     .iter()
                     .position(|&c| c == quote || c == b'\\' || !(0x20..=0xfd).contains(&c))
@@ -268,7 +276,9 @@ mod tests {
     fn lex(input: &[u8]) -> Vec<(TokenKind, String)> {
         let mut lexer = Lexer::new();
         let mut out = Vec::new();
-        lexer.feed(input, &mut |k, t| out.push((k, String::from_utf8_lossy(t).into_owned())));
+        lexer.feed(input, &mut |k, t| {
+            out.push((k, String::from_utf8_lossy(t).into_owned()))
+        });
         out
     }
 
@@ -279,7 +289,10 @@ mod tests {
         use TokenKind::*;
         assert_eq!(
             kinds,
-            [LCurly, String, Colon, String, Comma, String, Colon, LSquare, Integer, Comma, Float, Comma, Keyword, RSquare, RCurly]
+            [
+                LCurly, String, Colon, String, Comma, String, Colon, LSquare, Integer, Comma,
+                Float, Comma, Keyword, RSquare, RCurly
+            ]
         );
         assert_eq!(toks[10].1, "-2.5e3");
     }
@@ -297,7 +310,13 @@ mod tests {
     #[test]
     fn test_lex_recovery_skips_to_structural_char() {
         let toks = lex(b"\xffabc}");
-        assert_eq!(toks, [(TokenKind::Error, "\u{fffd}".to_string()), (TokenKind::RCurly, "}".to_string())]);
+        assert_eq!(
+            toks,
+            [
+                (TokenKind::Error, "\u{fffd}".to_string()),
+                (TokenKind::RCurly, "}".to_string())
+            ]
+        );
     }
 
     #[test]

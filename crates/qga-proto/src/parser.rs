@@ -70,7 +70,9 @@ impl<'a> Cursor<'a> {
             None => Err("premature EOI".into()),
             Some(TokenKind::LCurly) => self.object(),
             Some(TokenKind::LSquare) => self.array(),
-            Some(TokenKind::Integer | TokenKind::Float | TokenKind::String | TokenKind::Keyword) => {
+            Some(
+                TokenKind::Integer | TokenKind::Float | TokenKind::String | TokenKind::Keyword,
+            ) => {
                 let (kind, i) = self.pop().ok_or("premature EOI")?;
                 literal(kind, self.text(i))
             }
@@ -79,7 +81,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn pop_required(&mut self) -> PResult<TokenKind> {
-        self.pop().map(|(k, _)| k).ok_or_else(|| "premature EOI".to_string())
+        self.pop()
+            .map(|(k, _)| k)
+            .ok_or_else(|| "premature EOI".to_string())
     }
 
     fn object(&mut self) -> PResult<Value> {
@@ -151,7 +155,10 @@ fn literal(kind: TokenKind, text: &[u8]) -> PResult<Value> {
             b"true" => Ok(Value::Bool(true)),
             b"false" => Ok(Value::Bool(false)),
             b"null" => Ok(Value::Null),
-            _ => Err(format!("invalid keyword '{}'", String::from_utf8_lossy(text))),
+            _ => Err(format!(
+                "invalid keyword '{}'",
+                String::from_utf8_lossy(text)
+            )),
         },
         TokenKind::Integer => {
             let s = std::str::from_utf8(text).unwrap_or("");
@@ -192,7 +199,10 @@ fn parse_string(tok: &[u8]) -> PResult<String> {
         let c = body[p];
         if c != b'\\' {
             // Plain bytes: take the longest ASCII run at once.
-            let run = body[p..].iter().position(|&b| b == b'\\' || b >= 0x80).unwrap_or(body.len() - p);
+            let run = body[p..]
+                .iter()
+                .position(|&b| b == b'\\' || b >= 0x80)
+                .unwrap_or(body.len() - p);
             if run > 0 {
                 // The run is ASCII, hence valid UTF-8.
                 out.push_str(std::str::from_utf8(&body[p..p + run]).unwrap_or(""));
@@ -224,7 +234,10 @@ fn parse_string(tok: &[u8]) -> PResult<String> {
             b'u' => {
                 let mut cp = hex4(&body[p.min(body.len())..]).map_or(-1i64, i64::from);
                 p += 4;
-                if (0xD800..=0xDBFF).contains(&cp) && body.get(p) == Some(&b'\\') && body.get(p + 1) == Some(&b'u') {
+                if (0xD800..=0xDBFF).contains(&cp)
+                    && body.get(p) == Some(&b'\\')
+                    && body.get(p + 1) == Some(&b'u')
+                {
                     let lead = cp;
                     cp = match hex4(&body[(p + 2).min(body.len())..]) {
                         Some(t) if (0xDC00..=0xDFFF).contains(&t) => {
@@ -234,7 +247,10 @@ fn parse_string(tok: &[u8]) -> PResult<String> {
                         _ => -1,
                     };
                 }
-                let ch = u32::try_from(cp).ok().filter(|&c| utf8::is_valid_codepoint(c)).and_then(char::from_u32);
+                let ch = u32::try_from(cp)
+                    .ok()
+                    .filter(|&c| utf8::is_valid_codepoint(c))
+                    .and_then(char::from_u32);
                 match ch {
                     Some(ch) => out.push(ch),
                     None => {
@@ -270,24 +286,39 @@ mod tests {
 
     #[test]
     fn test_parse_string_escapes() {
-        assert_eq!(s(r#""a\"\'\\\/\b\f\n\r\t""#).unwrap(), "a\"'\\/\u{8}\u{c}\n\r\t");
+        assert_eq!(
+            s(r#""a\"\'\\\/\b\f\n\r\t""#).unwrap(),
+            "a\"'\\/\u{8}\u{c}\n\r\t"
+        );
         assert_eq!(s(r#"'x\u00e9\ud83d\ude00'"#).unwrap(), "xé😀");
     }
 
     #[test]
     fn test_parse_string_bad_escape() {
-        assert_eq!(s(r#""\q""#).unwrap_err(), "invalid escape sequence in string");
+        assert_eq!(
+            s(r#""\q""#).unwrap_err(),
+            "invalid escape sequence in string"
+        );
     }
 
     #[test]
     fn test_parse_string_short_unicode_escape_shows_quote() {
-        assert_eq!(s(r#""\u12""#).unwrap_err(), r#"\u12" is not a valid Unicode character"#);
+        assert_eq!(
+            s(r#""\u12""#).unwrap_err(),
+            r#"\u12" is not a valid Unicode character"#
+        );
     }
 
     #[test]
     fn test_parse_string_lone_surrogate() {
-        assert_eq!(s(r#""\ud800""#).unwrap_err(), r"\ud800 is not a valid Unicode character");
-        assert_eq!(s(r#""\uFFFF""#).unwrap_err(), r"\uFFFF is not a valid Unicode character");
+        assert_eq!(
+            s(r#""\ud800""#).unwrap_err(),
+            r"\ud800 is not a valid Unicode character"
+        );
+        assert_eq!(
+            s(r#""\uFFFF""#).unwrap_err(),
+            r"\uFFFF is not a valid Unicode character"
+        );
     }
 
     #[test]
@@ -298,7 +329,13 @@ mod tests {
 
     #[test]
     fn test_parse_string_invalid_utf8() {
-        assert_eq!(parse_string(b"\"\xe0\x80\x80\"").unwrap_err(), "invalid UTF-8 sequence in string");
-        assert_eq!(parse_string(b"\"\xef\xbf\xbe\"").unwrap_err(), "invalid UTF-8 sequence in string");
+        assert_eq!(
+            parse_string(b"\"\xe0\x80\x80\"").unwrap_err(),
+            "invalid UTF-8 sequence in string"
+        );
+        assert_eq!(
+            parse_string(b"\"\xef\xbf\xbe\"").unwrap_err(),
+            "invalid UTF-8 sequence in string"
+        );
     }
 }

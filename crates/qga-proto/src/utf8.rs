@@ -3,7 +3,10 @@
 
 /// Whether `cp` is a code point QEMU accepts: in range, no surrogate, no noncharacter.
 pub(crate) fn is_valid_codepoint(cp: u32) -> bool {
-    cp <= 0x10FFFF && !(0xFDD0..=0xFDEF).contains(&cp) && (cp & 0xFFFE) != 0xFFFE && !(0xD800..=0xDFFF).contains(&cp)
+    cp <= 0x10FFFF
+        && !(0xFDD0..=0xFDEF).contains(&cp)
+        && (cp & 0xFFFE) != 0xFFFE
+        && !(0xD800..=0xDFFF).contains(&cp)
 }
 
 /// Decodes one character at the start of `s` (non-empty). Returns the code point (`None`

@@ -50,9 +50,14 @@ impl Value {
                 }
             }
             serde_json::Value::String(s) => Value::Str(s),
-            serde_json::Value::Array(a) => Value::List(a.into_iter().map(Value::from_json).collect()),
+            serde_json::Value::Array(a) => {
+                Value::List(a.into_iter().map(Value::from_json).collect())
+            }
             serde_json::Value::Object(o) => Value::Dict(Dict {
-                entries: o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect(),
+                entries: o
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from_json(v)))
+                    .collect(),
             }),
         }
     }
@@ -68,9 +73,14 @@ impl Value {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s),
-            Value::List(l) => serde_json::Value::Array(l.into_iter().map(Value::into_json).collect()),
+            Value::List(l) => {
+                serde_json::Value::Array(l.into_iter().map(Value::into_json).collect())
+            }
             Value::Dict(d) => serde_json::Value::Object(
-                d.entries.into_iter().map(|(k, v)| (k, v.into_json())).collect(),
+                d.entries
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_json()))
+                    .collect(),
             ),
         }
     }
@@ -147,7 +157,8 @@ const QDICT_BUCKETS: u32 = 512;
 fn qdict_bucket(key: &str) -> u32 {
     let bytes = key.as_bytes();
     // The length factor is a 32-bit unsigned product in C.
-    let mut value: u32 = 0x238F_13AFu32.wrapping_mul(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    let mut value: u32 =
+        0x238F_13AFu32.wrapping_mul(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
     for (i, &b) in bytes.iter().enumerate() {
         let shift = (i.wrapping_mul(5) % 24) as u32;
         value = value.wrapping_add(u32::from(b) << shift);
@@ -178,9 +189,26 @@ mod tests {
     fn test_qdict_order_matches_observed_exec_status() {
         // Observed from qemu-ga: {"exitcode": 3, "err-data": …, "out-data": …,
         // "err-truncated": false, "out-truncated": false, "exited": true}
-        let d = dict(&["exited", "exitcode", "out-data", "err-data", "out-truncated", "err-truncated"]);
+        let d = dict(&[
+            "exited",
+            "exitcode",
+            "out-data",
+            "err-data",
+            "out-truncated",
+            "err-truncated",
+        ]);
         let order: Vec<&str> = d.qdict_order().iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(order, ["exitcode", "err-data", "out-data", "err-truncated", "out-truncated", "exited"]);
+        assert_eq!(
+            order,
+            [
+                "exitcode",
+                "err-data",
+                "out-data",
+                "err-truncated",
+                "out-truncated",
+                "exited"
+            ]
+        );
     }
 
     #[test]

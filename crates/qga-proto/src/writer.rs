@@ -86,7 +86,11 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Formats a double like C's `printf("%.17g")`.
 pub fn format_g17(d: f64) -> String {
     if d.is_nan() {
-        return if d.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return if d.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
     }
     if d.is_infinite() {
         return if d < 0.0 { "-inf".into() } else { "inf".into() };
@@ -110,7 +114,11 @@ pub fn format_g17(d: f64) -> String {
         format!("{sign}{body}")
     } else {
         let frac = digits[1..].trim_end_matches('0');
-        let point = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+        let point = if frac.is_empty() {
+            String::new()
+        } else {
+            format!(".{frac}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{}{point}e{esign}{:02}", &digits[..1], exp.abs())
     }
@@ -143,7 +151,10 @@ mod tests {
 
     #[test]
     fn test_write_string_escapes_non_ascii_uppercase() {
-        assert_eq!(text(&Value::Str("é\u{201C}😀\u{7f}\0/".into())), r#""\u00E9\u201C\uD83D\uDE00\u007F\u0000/""#);
+        assert_eq!(
+            text(&Value::Str("é\u{201C}😀\u{7f}\0/".into())),
+            r#""\u00E9\u201C\uD83D\uDE00\u007F\u0000/""#
+        );
     }
 
     #[test]
@@ -156,7 +167,10 @@ mod tests {
     #[test]
     fn test_write_dict_and_list_separators() {
         let mut d = Dict::new();
-        d.insert("return", Value::List(vec![Value::Int(1), Value::Bool(false)]));
+        d.insert(
+            "return",
+            Value::List(vec![Value::Int(1), Value::Bool(false)]),
+        );
         assert_eq!(text(&Value::Dict(d)), r#"{"return": [1, false]}"#);
     }
 }

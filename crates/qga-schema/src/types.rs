@@ -113,7 +113,11 @@ mod tests {
     fn test_guest_info_member_names() {
         let info = GuestAgentInfo {
             version: "10.2.0".into(),
-            supported_commands: vec![GuestAgentCommandInfo { name: "guest-ping".into(), enabled: true, success_response: true }],
+            supported_commands: vec![GuestAgentCommandInfo {
+                name: "guest-ping".into(),
+                enabled: true,
+                success_response: true,
+            }],
         };
         let v = serde_json::to_string(&info).unwrap();
         assert_eq!(
@@ -124,7 +128,14 @@ mod tests {
 
     #[test]
     fn test_osinfo_omits_absent_members() {
-        let os = GuestOsInfo { machine: Some("x86_64".into()), pretty_name: Some("D".into()), ..Default::default() };
-        assert_eq!(serde_json::to_string(&os).unwrap(), r#"{"machine":"x86_64","pretty-name":"D"}"#);
+        let os = GuestOsInfo {
+            machine: Some("x86_64".into()),
+            pretty_name: Some("D".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&os).unwrap(),
+            r#"{"machine":"x86_64","pretty-name":"D"}"#
+        );
     }
 }

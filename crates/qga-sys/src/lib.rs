@@ -1,1 +1,24 @@
-//! placeholder
+//! Platform layer of qga: every OS call and every `unsafe` block of the agent lives here.
+//!
+//! Readers of `/etc` and utmp are split into a pure parser (`&str`/`&[u8]` to a value, unit
+//! tested on fixtures) and a thin function that reads the real file. Linux only for now.
+//!
+//! Signals, `fork` and the environment are process-wide: functions that touch them say so in
+//! their docs, and the ones that need a single-threaded process check it instead of trusting
+//! the caller.
+
+#![deny(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("qga-sys supports Linux only for now");
+
+pub mod chan;
+pub mod clock;
+mod error;
+pub mod host;
+pub mod keyfile;
+pub mod osinfo;
+pub mod process;
+pub mod users;
+
+pub use error::SysError;

@@ -1,0 +1,27 @@
+//! The agent's state shared by all commands: configuration-derived settings, policy, the
+//! frozen flag and the persistent state file.
+
+use std::path::PathBuf;
+
+use crate::policy::Policy;
+use crate::state::StateFile;
+
+/// The QEMU version the agent reports by default, so that clients gating on it work.
+pub const QEMU_COMPAT_VERSION: &str = "10.2.0";
+
+/// Everything a command handler may read or change.
+#[derive(Debug)]
+pub struct Agent {
+    /// The version reported by guest-info and `-V`.
+    pub version: String,
+    /// Allow/block filters.
+    pub policy: Policy,
+    /// Whether filesystems are frozen (only freeze-safe commands run).
+    pub frozen: bool,
+    /// Set by guest-sync-delimited: the next reply is preceded by 0xFF.
+    pub delimit_response: bool,
+    /// The persistent state (`qga.state`).
+    pub state: StateFile,
+    /// `QGA_OS_RELEASE`: an os-release file that replaces the system's.
+    pub os_release_override: Option<PathBuf>,
+}

@@ -1,0 +1,5 @@
+//! Command handlers, one file per domain. Handlers are OS-neutral front halves: OS work
+//! goes through `qga_sys`, policy and logging stay in the dispatcher.
+
+mod identity;
+mod session;

@@ -1,0 +1,53 @@
+//! From a frame to a reply: envelope checks, lookup in the command table, policy, audit
+//! logging and the 0xFF delimiter, done here once for every command.
+
+use qga_proto::{Frame, QgaError, parse_request, reply_err, reply_ok};
+
+use crate::agent::Agent;
+use crate::registry;
+
+/// Handles one frame from the channel; returns the bytes to send back (none for a command
+/// that does not reply on success).
+pub fn dispatch(agent: &mut Agent, frame: Frame) -> Option<Vec<u8>> {
+    let reply = match frame {
+        Frame::Error(e) => reply_err(&e, None),
+        Frame::Message(msg) => match parse_request(msg) {
+            Err(e) => reply_err(&e.error, e.id),
+            Ok(req) => {
+                let id = req.id;
+                match run(agent, &req.execute, req.arguments) {
+                    Ok(Some(ret)) => reply_ok(ret, id),
+                    Ok(None) => return None,
+                    Err(e) => reply_err(&e, id),
+                }
+            }
+        },
+    };
+    Some(if std::mem::take(&mut agent.delimit_response) {
+        let mut out = Vec::with_capacity(reply.len() + 1);
+        out.push(0xFF);
+        out.extend_from_slice(&reply);
+        out
+    } else {
+        reply
+    })
+}
+
+fn run(
+    agent: &mut Agent,
+    name: &str,
+    args: qga_proto::Dict,
+) -> Result<Option<qga_proto::Value>, QgaError> {
+    let Some(spec) = registry::find(name) else {
+        return Err(QgaError::not_found(format!(
+            "The command {name} has not been found"
+        )));
+    };
+    if !agent.policy.is_enabled(spec, agent.frozen) {
+        return Err(QgaError::not_found(format!(
+            "Command {name} has been disabled: the command is not allowed"
+        )));
+    }
+    log::debug!("running command {name}");
+    spec.run(agent, args).map_err(QgaError::from)
+}

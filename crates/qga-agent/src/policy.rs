@@ -1,0 +1,68 @@
+//! Which commands are enabled: the allow list, the block list and the frozen state,
+//! decided in this one place with QEMU 10.2's precedence.
+
+use std::collections::HashSet;
+
+use crate::registry::CommandSpec;
+
+/// The command filters from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// When set, only these commands are allowed (before the block list applies).
+    allow: Option<HashSet<String>>,
+    /// These commands are disabled, even if allowed.
+    block: HashSet<String>,
+}
+
+impl Policy {
+    /// Builds the policy; an empty allow list means "allow everything", as in qemu-ga.
+    pub fn new(allow: &[String], block: &[String]) -> Policy {
+        Policy {
+            allow: (!allow.is_empty()).then(|| allow.iter().cloned().collect()),
+            block: block.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether `spec` may run now: allow list (if any), then the block list, and while
+    /// frozen only the freeze-safe commands, whatever the lists say.
+    pub fn is_enabled(&self, spec: &CommandSpec, frozen: bool) -> bool {
+        if frozen {
+            return spec.allowed_while_frozen;
+        }
+        let allowed = self.allow.as_ref().is_none_or(|a| a.contains(spec.name));
+        allowed && !self.block.contains(spec.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn test_policy_truth_table() {
+        let ping = find("guest-ping").unwrap();
+        let time = find("guest-get-time").unwrap();
+        let open = Policy::new(&[], &[]);
+        assert!(open.is_enabled(time, false));
+        assert!(!open.is_enabled(time, true));
+        assert!(open.is_enabled(ping, true));
+
+        let allow = Policy::new(&names(&["guest-ping"]), &[]);
+        assert!(allow.is_enabled(ping, false));
+        assert!(!allow.is_enabled(time, false));
+
+        let both = Policy::new(
+            &names(&["guest-ping", "guest-get-time"]),
+            &names(&["guest-ping"]),
+        );
+        assert!(!both.is_enabled(ping, false));
+        assert!(both.is_enabled(time, false));
+        // Frozen overrides the block list for freeze-safe commands (QEMU >= 9.1).
+        assert!(both.is_enabled(ping, true));
+    }
+}

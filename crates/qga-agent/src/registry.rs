@@ -1,0 +1,106 @@
+//! The command table: every command the agent has, declared once. Dispatch, guest-info,
+//! `-b help`, the validation of allow/block names and the frozen policy all read it.
+
+use qga_proto::{Dict, Value, from_value_dict};
+use qga_schema::{self as s, Command};
+
+use crate::agent::Agent;
+use crate::error::CommandError;
+
+/// A command's handler: implemented on the schema's marker type in `commands/<domain>.rs`.
+pub trait Handle: Command {
+    /// Runs the command.
+    fn handle(agent: &mut Agent, args: Self::Args) -> Result<Self::Ret, CommandError>;
+}
+
+/// One row of the command table.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Wire name.
+    pub name: &'static str,
+    /// Whether a reply is sent on success.
+    pub success_response: bool,
+    /// Whether the command stays enabled while frozen.
+    pub allowed_while_frozen: bool,
+    run: fn(&mut Agent, Dict) -> Result<Option<Value>, CommandError>,
+}
+
+impl CommandSpec {
+    /// Decodes the arguments, runs the handler and encodes its return value (`None` for a
+    /// command that does not reply on success).
+    pub fn run(&self, agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
+        (self.run)(agent, args)
+    }
+}
+
+fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
+    let args: C::Args = from_value_dict(args)?;
+    let ret = C::handle(agent, args)?;
+    if !C::SUCCESS_RESPONSE {
+        return Ok(None);
+    }
+    let json = serde_json::to_value(&ret).map_err(|e| CommandError::Failed(e.to_string()))?;
+    Ok(Some(Value::from_json(json)))
+}
+
+const fn spec<C: Handle>() -> CommandSpec {
+    CommandSpec {
+        name: C::NAME,
+        success_response: C::SUCCESS_RESPONSE,
+        allowed_while_frozen: C::ALLOWED_WHILE_FROZEN,
+        run: run::<C>,
+    }
+}
+
+/// Every command, in QEMU's schema order (the order guest-info lists them).
+pub static COMMANDS: &[CommandSpec] = &[
+    spec::<s::GuestSyncDelimited>(),
+    spec::<s::GuestSync>(),
+    spec::<s::GuestPing>(),
+    spec::<s::GuestGetTime>(),
+    spec::<s::GuestInfo>(),
+    spec::<s::GuestGetHostName>(),
+    spec::<s::GuestGetUsers>(),
+    spec::<s::GuestGetTimezone>(),
+    spec::<s::GuestGetOsinfo>(),
+];
+
+/// The table row for `name`.
+pub fn find(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_every_schema_command_is_registered_once() {
+        for name in s::ALL_COMMAND_NAMES {
+            assert_eq!(
+                COMMANDS.iter().filter(|c| c.name == *name).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert_eq!(COMMANDS.len(), s::ALL_COMMAND_NAMES.len());
+    }
+
+    #[test]
+    fn test_freeze_safe_commands() {
+        let safe: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|c| c.allowed_while_frozen)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            safe,
+            [
+                "guest-sync-delimited",
+                "guest-sync",
+                "guest-ping",
+                "guest-info"
+            ]
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Start-up and the main loop: configuration, logging, state, channel (with
+//! `--retry-path`), daemonizing after the channel is open (as qemu-ga 10.x), signals.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use qga_sys::chan;
+use qga_sys::process::{self, PidFile};
+
+use crate::agent::{Agent, QEMU_COMPAT_VERSION};
+use crate::config::{self, Action, Config, Method};
+use crate::policy::Policy;
+use crate::registry::COMMANDS;
+use crate::state::StateFile;
+use crate::transport::{self, Endpoint};
+
+/// Set by SIGTERM/SIGINT.
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+/// How long `--retry-path` waits before trying the channel again (as qemu-ga).
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Prints a start-up failure the way GLib prints qemu-ga's criticals before logging is set.
+fn critical(msg: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (h, m, s) = (
+        (now.as_secs() / 3600) % 24,
+        (now.as_secs() / 60) % 60,
+        now.as_secs() % 60,
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n** (process:{}): CRITICAL **: {h:02}:{m:02}:{s:02}.{:03}: {msg}",
+        std::process::id(),
+        now.subsec_millis()
+    );
+}
+
+/// The version to report: the configured one, else the QEMU-compatible default.
+fn version(config_version: Option<&str>) -> String {
+    config_version.unwrap_or(QEMU_COMPAT_VERSION).to_string()
+}
+
+/// Entry point of the `qemu-ga` binary.
+pub fn main(args: &[OsString], qga_conf: Option<&OsStr>) -> ExitCode {
+    let action = match config::load(args, qga_conf) {
+        Ok(a) => a,
+        Err(e) if e.is_usage() => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            critical(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let printed = match action {
+        Action::PrintVersion => writeln!(stdout, "QEMU Guest Agent {}", version(None)),
+        Action::Help(text) => write!(stdout, "{text}"),
+        Action::DumpConf(text) => write!(stdout, "{text}"),
+        Action::ListCommands => COMMANDS
+            .iter()
+            .try_for_each(|c| writeln!(stdout, "{}", c.name)),
+        Action::Run(config) => return run(&config),
+    };
+    if printed.is_err() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn endpoint(config: &Config) -> Result<Endpoint, String> {
+    if let Some(sock) = chan::listen_fds().map_err(|e| e.to_string())? {
+        return Ok(Endpoint::Activated(sock.fd, sock.family));
+    }
+    let path = config.channel_path().map_err(|e| e.to_string())?;
+    Ok(match config.method {
+        Method::VirtioSerial => Endpoint::VirtioSerial(path.into()),
+        Method::IsaSerial => Endpoint::IsaSerial(path.into()),
+        Method::UnixListen => Endpoint::UnixListen(path.into()),
+        Method::VsockListen => match chan::parse_vsock_addr(&path) {
+            Some((cid, port)) => Endpoint::VsockListen(cid, port),
+            None => return Err(format!("failed to parse vsock address: '{path}'")),
+        },
+    })
+}
+
+/// Runs the agent until SIGTERM/SIGINT (exit 0) or a fatal channel error (exit 1).
+fn run(config: &Config) -> ExitCode {
+    let logfile = match &config.logfile {
+        None => None,
+        Some(path) => match OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                critical(&format!("unable to open specified log file: {e}"));
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    crate::logging::init(logfile, config.verbose);
+    for name in config.block_rpcs.iter().chain(&config.allow_rpcs) {
+        if !COMMANDS.iter().any(|c| c.name == name) {
+            log::warn!("no such command in the command table: {name}");
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&config.statedir) {
+        critical(&format!(
+            "unable to create state directory {}: {e}",
+            config.statedir.display()
+        ));
+        return ExitCode::FAILURE;
+    }
+    let state = match StateFile::open(&config.statedir) {
+        Ok(s) => s,
+        Err(e) => {
+            critical(&format!("failed to load persistent state: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut agent = Agent {
+        version: version(config.version_string.as_deref()),
+        policy: Policy::new(&config.allow_rpcs, &config.block_rpcs),
+        frozen: false,
+        delimit_response: false,
+        state,
+        os_release_override: std::env::var_os("QGA_OS_RELEASE").map(Into::into),
+    };
+    if let Err(e) = process::install_signal_flag(&QUIT) {
+        critical(&format!("failed to install signal handlers: {e}"));
+        return ExitCode::FAILURE;
+    }
+    let mut pidfile: Option<PidFile> = None;
+    let mut first = true;
+    loop {
+        let channel =
+            endpoint(config).and_then(|ep| transport::open(ep).map_err(|e| e.to_string()));
+        let channel = match channel {
+            Ok(c) => c,
+            Err(e) => {
+                critical(&format!("failed to create guest agent channel: {e}"));
+                if !config.retry_path {
+                    return ExitCode::FAILURE;
+                }
+                if sleep_or_quit(RETRY_DELAY) {
+                    return ExitCode::SUCCESS;
+                }
+                continue;
+            }
+        };
+        if first {
+            first = false;
+            if config.daemonize {
+                if let Err(e) = process::daemonize() {
+                    critical(&format!("failed to daemonize: {e}"));
+                    return ExitCode::FAILURE;
+                }
+                match PidFile::create(&config.pidfile) {
+                    Ok(p) => pidfile = Some(p),
+                    Err(e) => {
+                        critical(&format!("failed to create pidfile: {e}"));
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+        match transport::serve(&mut agent, &channel, &QUIT) {
+            Ok(transport::Stop::Quit) => break,
+            Err(e) => {
+                log::error!("error reading channel: {e}");
+                if !config.retry_path {
+                    drop(pidfile);
+                    return ExitCode::FAILURE;
+                }
+                if sleep_or_quit(RETRY_DELAY) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(pidfile);
+    ExitCode::SUCCESS
+}
+
+/// Sleeps, waking early on a quit signal; true when the agent should quit.
+fn sleep_or_quit(d: Duration) -> bool {
+    let step = Duration::from_millis(100);
+    let mut left = d;
+    while !left.is_zero() {
+        if QUIT.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(step.min(left));
+        left = left.saturating_sub(step);
+    }
+    QUIT.load(Ordering::SeqCst)
+}

@@ -1,0 +1,88 @@
+//! The persistent state file `<statedir>/qga.state`, in qemu-ga's key-file format
+//! (`[global]` / `fd_counter=N`), so that agents can be swapped without reusing handles.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// First file handle when no state exists (as qemu-ga).
+pub const FIRST_HANDLE: i64 = 1000;
+
+/// The state file and its current values.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    /// The next file handle to hand out.
+    pub fd_counter: i64,
+}
+
+/// Errors loading or saving the state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file could not be read or written.
+    #[error("failed to access state file {0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+}
+
+/// Reads `fd_counter` from the text of a state file (pure; `None` if absent or malformed).
+pub fn parse_fd_counter(text: &str) -> Option<i64> {
+    let kf = qga_sys::keyfile::KeyFile::parse(text).ok()?;
+    kf.get_value("global", "fd_counter")?.trim().parse().ok()
+}
+
+impl StateFile {
+    /// Loads the state from `statedir`, creating the file with defaults if it is missing
+    /// or unreadable (as qemu-ga does).
+    pub fn open(statedir: &Path) -> Result<StateFile, StateError> {
+        let path = statedir.join("qga.state");
+        let fd_counter = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| parse_fd_counter(&t));
+        let mut state = StateFile {
+            path,
+            fd_counter: fd_counter.unwrap_or(FIRST_HANDLE),
+        };
+        if fd_counter.is_none() {
+            state.save()?;
+        }
+        Ok(state)
+    }
+
+    /// Writes the state atomically (temporary file, fsync, rename).
+    pub fn save(&mut self) -> Result<(), StateError> {
+        let err = |e| StateError::Io(self.path.clone(), e);
+        let tmp = self.path.with_extension("state.tmp");
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(format!("[global]\nfd_counter={}\n", self.fd_counter).as_bytes())
+            .map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::rename(&tmp, &self.path).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_fd_counter_valid_and_malformed() {
+        assert_eq!(parse_fd_counter("[global]\nfd_counter=1042\n"), Some(1042));
+        assert_eq!(parse_fd_counter("[global]\nfd_counter = 7\n"), Some(7));
+        assert_eq!(parse_fd_counter("[other]\nfd_counter=5\n"), None);
+        assert_eq!(parse_fd_counter("[global]\nfd_counter=abc\n"), None);
+        assert_eq!(parse_fd_counter(""), None);
+    }
+
+    #[test]
+    fn test_open_creates_file_in_qemu_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateFile::open(dir.path()).unwrap();
+        assert_eq!(st.fd_counter, 1000);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("qga.state")).unwrap(),
+            "[global]\nfd_counter=1000\n"
+        );
+        fs::write(dir.path().join("qga.state"), "[global]\nfd_counter=2000\n").unwrap();
+        assert_eq!(StateFile::open(dir.path()).unwrap().fd_counter, 2000);
+    }
+}
