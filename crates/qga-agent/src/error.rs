@@ -22,3 +22,27 @@ impl From<CommandError> for QgaError {
         QgaError::generic(e.to_string())
     }
 }
+
+/// An OS error as C's `strerror` words it ("No such file or directory"), without the
+/// " (os error 2)" that Rust appends; QEMU's texts embed the bare form.
+pub fn strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(pos) if text.ends_with(')') => text[..pos].to_string(),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_strerror_strips_rust_suffix() {
+        assert_eq!(
+            strerror(&std::io::Error::from_raw_os_error(2)),
+            "No such file or directory"
+        );
+        assert_eq!(strerror(&std::io::Error::other("custom")), "custom");
+    }
+}

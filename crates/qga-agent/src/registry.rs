@@ -52,7 +52,8 @@ const fn spec<C: Handle>() -> CommandSpec {
     }
 }
 
-/// Every command, in QEMU's schema order (the order guest-info lists them).
+/// Every command, in qemu-ga's registration order (`qga_schema::QEMU_REGISTRATION_ORDER`):
+/// `-b help` lists them in this order, guest-info in the reverse.
 pub static COMMANDS: &[CommandSpec] = &[
     spec::<s::GuestSyncDelimited>(),
     spec::<s::GuestSync>(),
@@ -84,6 +85,20 @@ mod tests {
             );
         }
         assert_eq!(COMMANDS.len(), s::ALL_COMMAND_NAMES.len());
+    }
+
+    #[test]
+    fn test_table_follows_qemu_registration_order() {
+        let positions: Vec<usize> = COMMANDS
+            .iter()
+            .map(|c| {
+                s::QEMU_REGISTRATION_ORDER
+                    .iter()
+                    .position(|n| *n == c.name)
+                    .unwrap()
+            })
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     }
 
     #[test]

@@ -25,8 +25,13 @@ static QUIT: AtomicBool = AtomicBool::new(false);
 /// How long `--retry-path` waits before trying the channel again (as qemu-ga).
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Prints a start-up failure the way GLib prints qemu-ga's criticals before logging is set.
+/// Prints a start-up failure the way GLib prints qemu-ga's criticals before logging is set:
+/// qemu-ga never sets a locale, so GLib writes non-ASCII characters (its quotes) as `?`.
 fn critical(msg: &str) {
+    let msg: String = msg
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -52,8 +57,10 @@ fn version(config_version: Option<&str>) -> String {
 pub fn main(args: &[OsString], qga_conf: Option<&OsStr>) -> ExitCode {
     let action = match config::load(args, qga_conf) {
         Ok(a) => a,
-        Err(e) if e.is_usage() => {
-            eprintln!("{e}");
+        Err(config::ConfigError::Usage { program, detail }) => {
+            // As qemu-ga: getopt's diagnostic on stderr, the hint on stdout.
+            eprintln!("{program}: {detail}");
+            println!("Unknown option, try '{program} --help' for more information.");
             return ExitCode::FAILURE;
         }
         Err(e) => {
@@ -117,17 +124,17 @@ fn run(config: &Config) -> ExitCode {
             log::warn!("no such command in the command table: {name}");
         }
     }
-    if let Err(e) = std::fs::create_dir_all(&config.statedir) {
-        critical(&format!(
-            "unable to create state directory {}: {e}",
-            config.statedir.display()
-        ));
-        return ExitCode::FAILURE;
-    }
+    // From here on failures are logged in the agent's own format, as qemu-ga does.
     let state = match StateFile::open(&config.statedir) {
         Ok(s) => s,
         Err(e) => {
-            critical(&format!("failed to load persistent state: {e}"));
+            log::error!("{e}");
+            log::error!(
+                "unable to create state file at path {}",
+                config.statedir.join("qga.state").display()
+            );
+            log::error!("failed to load persistent state");
+            log::error!("error initializing guest agent");
             return ExitCode::FAILURE;
         }
     };
@@ -140,7 +147,7 @@ fn run(config: &Config) -> ExitCode {
         os_release_override: std::env::var_os("QGA_OS_RELEASE").map(Into::into),
     };
     if let Err(e) = process::install_signal_flag(&QUIT) {
-        critical(&format!("failed to install signal handlers: {e}"));
+        log::error!("failed to install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
     let mut pidfile: Option<PidFile> = None;
@@ -151,8 +158,10 @@ fn run(config: &Config) -> ExitCode {
         let channel = match channel {
             Ok(c) => c,
             Err(e) => {
-                critical(&format!("failed to create guest agent channel: {e}"));
+                log::error!("{e}");
+                log::error!("failed to initialize guest agent channel");
                 if !config.retry_path {
+                    log::error!("error initializing guest agent");
                     return ExitCode::FAILURE;
                 }
                 if sleep_or_quit(RETRY_DELAY) {
@@ -165,13 +174,13 @@ fn run(config: &Config) -> ExitCode {
             first = false;
             if config.daemonize {
                 if let Err(e) = process::daemonize() {
-                    critical(&format!("failed to daemonize: {e}"));
+                    log::error!("failed to daemonize: {e}");
                     return ExitCode::FAILURE;
                 }
                 match PidFile::create(&config.pidfile) {
                     Ok(p) => pidfile = Some(p),
                     Err(e) => {
-                        critical(&format!("failed to create pidfile: {e}"));
+                        log::error!("failed to create pidfile: {e}");
                         return ExitCode::FAILURE;
                     }
                 }

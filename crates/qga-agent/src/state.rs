@@ -19,14 +19,14 @@ pub struct StateFile {
 /// Errors loading or saving the state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The file could not be read or written.
-    #[error("failed to access state file {0}: {1}")]
-    Io(PathBuf, #[source] std::io::Error),
+    /// The file could not be written (qemu-ga's text).
+    #[error("failed to write persistent state to {}: {}", .0.display(), crate::error::strerror(.1))]
+    Io(PathBuf, std::io::Error),
 }
 
 /// Reads `fd_counter` from the text of a state file (pure; `None` if absent or malformed).
 pub fn parse_fd_counter(text: &str) -> Option<i64> {
-    let kf = qga_sys::keyfile::KeyFile::parse(text).ok()?;
+    let kf = qga_sys::keyfile::KeyFile::parse(text.as_bytes()).ok()?;
     kf.get_value("global", "fd_counter")?.trim().parse().ok()
 }
 

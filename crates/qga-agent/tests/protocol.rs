@@ -141,7 +141,7 @@ fn test_block_and_allow_lists() {
         .filter(|c| c.enabled)
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(enabled, ["guest-sync", "guest-ping", "guest-info"]);
+    assert_eq!(enabled, ["guest-info", "guest-ping", "guest-sync"]);
 }
 
 #[test]

@@ -277,7 +277,7 @@ mod tests {
         let mut lexer = Lexer::new();
         let mut out = Vec::new();
         lexer.feed(input, &mut |k, t| {
-            out.push((k, String::from_utf8_lossy(t).into_owned()))
+            out.push((k, String::from_utf8_lossy(t).into_owned()));
         });
         out
     }

@@ -39,7 +39,7 @@ macro_rules! commands {
             type Ret = $ret;
         }
     )*
-    /// Every command's wire name, in schema order.
+    /// Every command's wire name, in declaration order.
     pub const ALL_COMMAND_NAMES: &[&str] = &[$($name),*];
     };
 }
@@ -64,3 +64,51 @@ commands! {
     /// The guest's operating system.
     GuestGetOsinfo = "guest-get-osinfo", NoArgs => GuestOsInfo;
 }
+
+/// The order in which qemu-ga 10.x registers its Linux commands. `-b help` lists commands
+/// in this order and guest-info in the reverse; the agent's table follows it.
+pub const QEMU_REGISTRATION_ORDER: &[&str] = &[
+    "guest-sync-delimited",
+    "guest-sync",
+    "guest-ping",
+    "guest-get-time",
+    "guest-set-time",
+    "guest-info",
+    "guest-shutdown",
+    "guest-file-open",
+    "guest-file-close",
+    "guest-file-read",
+    "guest-file-write",
+    "guest-file-seek",
+    "guest-file-flush",
+    "guest-fsfreeze-status",
+    "guest-fsfreeze-freeze",
+    "guest-fsfreeze-freeze-list",
+    "guest-fsfreeze-thaw",
+    "guest-fstrim",
+    "guest-suspend-disk",
+    "guest-suspend-ram",
+    "guest-suspend-hybrid",
+    "guest-network-get-interfaces",
+    "guest-get-vcpus",
+    "guest-set-vcpus",
+    "guest-get-disks",
+    "guest-get-fsinfo",
+    "guest-set-user-password",
+    "guest-get-memory-blocks",
+    "guest-set-memory-blocks",
+    "guest-get-memory-block-info",
+    "guest-exec-status",
+    "guest-exec",
+    "guest-get-host-name",
+    "guest-get-users",
+    "guest-get-timezone",
+    "guest-get-osinfo",
+    "guest-ssh-get-authorized-keys",
+    "guest-ssh-add-authorized-keys",
+    "guest-ssh-remove-authorized-keys",
+    "guest-get-diskstats",
+    "guest-get-cpustats",
+    "guest-get-load",
+    "guest-network-get-route",
+];

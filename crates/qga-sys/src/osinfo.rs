@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::SysError;
-use crate::keyfile::KeyFile;
+use crate::keyfile::{KeyFile, KeyFileError};
 
 /// `/etc/os-release`, read first.
 pub const OS_RELEASE_PATH: &str = "/etc/os-release";
@@ -69,8 +69,12 @@ pub struct OsRelease {
 pub fn parse_os_release(text: &str) -> Option<OsRelease> {
     // qemu-ga builds the key-file text as a C string, so a NUL ends it.
     let text = text.split('\0').next().unwrap_or_default();
-    let keys = KeyFile::parse(&format!("[{GROUP}]\n{text}")).ok()?;
-    Some(fields(&keys))
+    parse_keys(text).ok().map(|keys| fields(&keys))
+}
+
+/// Parses os-release text (already cut at NUL) behind the fake `[os-release]` group header.
+fn parse_keys(text: &str) -> Result<KeyFile, KeyFileError> {
+    KeyFile::parse(format!("[{GROUP}]\n{text}").as_bytes())
 }
 
 fn fields(keys: &KeyFile) -> OsRelease {
@@ -119,8 +123,7 @@ pub fn load_os_release(path: &Path) -> Result<OsRelease, SysError> {
     let text = std::str::from_utf8(bytes).map_err(|_| SysError::NotUtf8 {
         path: path.to_owned(),
     })?;
-    let text = format!("[{GROUP}]\n{text}");
-    let keys = KeyFile::parse(&text).map_err(|source| SysError::KeyFile {
+    let keys = parse_keys(text).map_err(|source| SysError::KeyFile {
         path: path.to_owned(),
         source,
     })?;

@@ -30,8 +30,10 @@ impl Handle for GuestPing {
 
 impl Handle for GuestInfo {
     fn handle(agent: &mut Agent, _args: NoArgs) -> Result<GuestAgentInfo, CommandError> {
+        // qemu-ga builds this list by prepending, so it comes out in reverse table order.
         let supported_commands = COMMANDS
             .iter()
+            .rev()
             .map(|c| GuestAgentCommandInfo {
                 name: c.name.to_string(),
                 enabled: agent.policy.is_enabled(c, agent.frozen),

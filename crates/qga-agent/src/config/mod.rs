@@ -16,7 +16,6 @@
 //!   not printed twice (10.x prints them twice).
 
 mod cli;
-mod keyfile;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -24,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use cli::help_text;
-pub use keyfile::{KeyFile, KeyFileError, escape_value, load_keyfile, parse_keyfile};
+pub use qga_sys::keyfile::{KeyFile, KeyFileError, escape_value};
 
 use cli::CliItem;
 
@@ -254,7 +253,7 @@ pub fn load(args: &[OsString], env_qga_conf: Option<&OsStr>) -> Result<Action, C
             false,
         ),
     };
-    match load_keyfile(conf_path) {
+    match KeyFile::load(conf_path) {
         Ok(kf) => apply_keyfile(&kf, &mut cfg, &mut method),
         Err(e) if !must_exist && e.is_not_found() => Ok(()),
         Err(e) => Err(e),
