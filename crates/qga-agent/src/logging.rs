@@ -50,6 +50,11 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// Whether logging (and syslog auditing) is on: off while filesystems are frozen.
+pub fn enabled() -> bool {
+    LOGGING_ENABLED.load(Ordering::Relaxed)
+}
+
 /// Installs the logger; `file` replaces stderr when given.
 pub fn init(file: Option<File>, verbose: bool) {
     let logger = Box::leak(Box::new(Logger {

@@ -11,6 +11,12 @@ use crate::error::CommandError;
 pub trait Handle: Command {
     /// Runs the command.
     fn handle(agent: &mut Agent, args: Self::Args) -> Result<Self::Ret, CommandError>;
+
+    /// The audit line qemu-ga sends to syslog for this command, e.g. `guest-exec called:
+    /// "/bin/ls"` (only commands that change or expose the guest have one).
+    fn audit(_args: &Self::Args) -> Option<String> {
+        None
+    }
 }
 
 /// One row of the command table.
@@ -35,6 +41,11 @@ impl CommandSpec {
 
 fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
     let args: C::Args = from_value_dict(args)?;
+    if let Some(line) = C::audit(&args)
+        && crate::logging::enabled()
+    {
+        qga_sys::process::syslog_info(&line);
+    }
     let ret = C::handle(agent, args)?;
     if !C::SUCCESS_RESPONSE {
         return Ok(None);
