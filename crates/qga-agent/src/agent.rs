@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::exec_table::ExecTable;
+use crate::handles::Handles;
 use crate::policy::Policy;
 use crate::state::StateFile;
 
@@ -24,4 +26,8 @@ pub struct Agent {
     pub state: StateFile,
     /// `QGA_OS_RELEASE`: an os-release file that replaces the system's.
     pub os_release_override: Option<PathBuf>,
+    /// Open guest-file handles.
+    pub files: Handles,
+    /// Processes started by guest-exec.
+    pub execs: ExecTable,
 }

@@ -10,6 +10,8 @@ mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod exec_table;
+pub mod handles;
 pub mod logging;
 pub mod policy;
 pub mod registry;

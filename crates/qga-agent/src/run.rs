@@ -14,6 +14,8 @@ use qga_sys::process::{self, PidFile};
 
 use crate::agent::{Agent, QEMU_COMPAT_VERSION};
 use crate::config::{self, Action, Config, Method};
+use crate::exec_table::{DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RECORDS, ExecTable};
+use crate::handles::{DEFAULT_MAX_HANDLES, Handles};
 use crate::policy::Policy;
 use crate::registry::COMMANDS;
 use crate::state::StateFile;
@@ -145,6 +147,11 @@ fn run(config: &Config) -> ExitCode {
         delimit_response: false,
         state,
         os_release_override: std::env::var_os("QGA_OS_RELEASE").map(Into::into),
+        files: Handles::new(limit(config.max_file_handles, DEFAULT_MAX_HANDLES)),
+        execs: ExecTable::new(
+            limit(config.max_exec_records, DEFAULT_MAX_RECORDS),
+            limit(config.max_exec_output, DEFAULT_MAX_OUTPUT),
+        ),
     };
     if let Err(e) = process::install_signal_flag(&QUIT) {
         log::error!("failed to install signal handlers: {e}");
@@ -200,8 +207,16 @@ fn run(config: &Config) -> ExitCode {
             }
         }
     }
+    if let Err(e) = agent.state.release_unused() {
+        log::warn!("{e}");
+    }
     drop(pidfile);
     ExitCode::SUCCESS
+}
+
+/// A configured limit, or the default.
+fn limit(configured: Option<u64>, default: usize) -> usize {
+    configured.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 /// Sleeps, waking early on a quit signal; true when the agent should quit.

@@ -57,6 +57,8 @@ mod tests {
             delimit_response: false,
             state: StateFile::open(dir).unwrap(),
             os_release_override: None,
+            files: crate::handles::Handles::new(8),
+            execs: crate::exec_table::ExecTable::new(8, 1 << 20),
         }
     }
 

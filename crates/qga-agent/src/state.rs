@@ -1,5 +1,10 @@
 //! The persistent state file `<statedir>/qga.state`, in qemu-ga's key-file format
 //! (`[global]` / `fd_counter=N`), so that agents can be swapped without reusing handles.
+//!
+//! qemu-ga rewrites and fsyncs the file on every guest-file-open. We reserve handles in
+//! blocks instead: the file says where the current block ends, so a crash can only skip
+//! handles, never reuse one; on a clean exit the exact next handle is written back, so
+//! qemu-ga (or we) continue from there.
 
 use std::fs;
 use std::io::Write;
@@ -8,12 +13,17 @@ use std::path::{Path, PathBuf};
 /// First file handle when no state exists (as qemu-ga).
 pub const FIRST_HANDLE: i64 = 1000;
 
+/// Handles reserved per write of the state file.
+pub const HANDLE_BLOCK: i64 = 1024;
+
 /// The state file and its current values.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
+    /// The value written in the file.
+    fd_counter: i64,
     /// The next file handle to hand out.
-    pub fd_counter: i64,
+    next: i64,
 }
 
 /// Errors loading or saving the state.
@@ -38,9 +48,11 @@ impl StateFile {
         let fd_counter = fs::read_to_string(&path)
             .ok()
             .and_then(|t| parse_fd_counter(&t));
+        let first = fd_counter.unwrap_or(FIRST_HANDLE);
         let mut state = StateFile {
             path,
-            fd_counter: fd_counter.unwrap_or(FIRST_HANDLE),
+            fd_counter: first,
+            next: first,
         };
         if fd_counter.is_none() {
             state.save()?;
@@ -48,8 +60,37 @@ impl StateFile {
         Ok(state)
     }
 
+    /// The next handle: unique for this state directory, across restarts and crashes.
+    pub fn next_handle(&mut self) -> Result<i64, StateError> {
+        if self.next >= self.fd_counter {
+            let previous = self.fd_counter;
+            self.fd_counter = self.next.saturating_add(HANDLE_BLOCK);
+            if let Err(e) = self.save() {
+                self.fd_counter = previous;
+                return Err(e);
+            }
+        }
+        let handle = self.next;
+        self.next += 1;
+        Ok(handle)
+    }
+
+    /// Gives back the unused part of the reserved block (on a clean exit).
+    pub fn release_unused(&mut self) -> Result<(), StateError> {
+        if self.fd_counter > self.next {
+            self.fd_counter = self.next;
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The counter as written in the file.
+    pub fn fd_counter(&self) -> i64 {
+        self.fd_counter
+    }
+
     /// Writes the state atomically (temporary file, fsync, rename).
-    pub fn save(&mut self) -> Result<(), StateError> {
+    fn save(&mut self) -> Result<(), StateError> {
         let err = |e| StateError::Io(self.path.clone(), e);
         let tmp = self.path.with_extension("state.tmp");
         let mut f = fs::File::create(&tmp).map_err(err)?;
@@ -77,12 +118,36 @@ mod tests {
     fn test_open_creates_file_in_qemu_format() {
         let dir = tempfile::tempdir().unwrap();
         let st = StateFile::open(dir.path()).unwrap();
-        assert_eq!(st.fd_counter, 1000);
+        assert_eq!(st.fd_counter(), 1000);
         assert_eq!(
             fs::read_to_string(dir.path().join("qga.state")).unwrap(),
             "[global]\nfd_counter=1000\n"
         );
         fs::write(dir.path().join("qga.state"), "[global]\nfd_counter=2000\n").unwrap();
-        assert_eq!(StateFile::open(dir.path()).unwrap().fd_counter, 2000);
+        assert_eq!(StateFile::open(dir.path()).unwrap().fd_counter(), 2000);
+    }
+
+    #[test]
+    fn test_handles_reserved_in_blocks_and_released_on_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("qga.state");
+        let mut st = StateFile::open(dir.path()).unwrap();
+        assert_eq!(st.next_handle().unwrap(), 1000);
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("[global]\nfd_counter={}\n", 1000 + HANDLE_BLOCK)
+        );
+        for expected in 1001..1000 + HANDLE_BLOCK + 5 {
+            assert_eq!(st.next_handle().unwrap(), expected);
+        }
+        assert_eq!(st.fd_counter(), 1000 + 2 * HANDLE_BLOCK);
+        // A crash here: a new agent starts after every handle given out.
+        let after_crash = StateFile::open(dir.path()).unwrap();
+        assert!(after_crash.next >= 1000 + HANDLE_BLOCK + 5);
+        st.release_unused().unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("[global]\nfd_counter={}\n", 1000 + HANDLE_BLOCK + 5)
+        );
     }
 }

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod b64;
 pub mod envelope;
 pub mod error;
 pub mod framer;

@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod files;
 pub mod types;
 
+pub use files::*;
 pub use types::*;
 
 /// A QGA command: its wire name, argument and return types, and its policy flags.
@@ -53,6 +55,22 @@ commands! {
     GuestPing = "guest-ping", NoArgs => Empty, ALLOWED_WHILE_FROZEN = true;
     /// The guest's wall-clock time in nanoseconds since the epoch.
     GuestGetTime = "guest-get-time", NoArgs => i64;
+    /// Opens a file in the guest and returns a handle.
+    GuestFileOpen = "guest-file-open", FileOpenArgs => i64;
+    /// Closes a handle.
+    GuestFileClose = "guest-file-close", FileHandleArgs => Empty;
+    /// Reads from a handle.
+    GuestFileRead = "guest-file-read", FileReadArgs => files::GuestFileRead;
+    /// Writes to a handle.
+    GuestFileWrite = "guest-file-write", FileWriteArgs => files::GuestFileWrite;
+    /// Moves a handle's position.
+    GuestFileSeek = "guest-file-seek", FileSeekArgs => files::GuestFileSeek;
+    /// Flushes a handle.
+    GuestFileFlush = "guest-file-flush", FileHandleArgs => Empty;
+    /// Status and output of a process started by guest-exec.
+    GuestExecStatus = "guest-exec-status", ExecStatusArgs => files::GuestExecStatus;
+    /// Starts a process.
+    GuestExec = "guest-exec", ExecArgs => files::GuestExec;
     /// The agent's version and its commands with their state.
     GuestInfo = "guest-info", NoArgs => GuestAgentInfo, ALLOWED_WHILE_FROZEN = true;
     /// The guest's host name.

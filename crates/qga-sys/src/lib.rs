@@ -15,6 +15,8 @@ compile_error!("qga-sys supports Linux only for now");
 pub mod chan;
 pub mod clock;
 mod error;
+pub mod exec;
+pub mod file;
 pub mod host;
 pub mod keyfile;
 pub mod osinfo;

@@ -1,5 +1,7 @@
 //! Command handlers, one file per domain. Handlers are OS-neutral front halves: OS work
 //! goes through `qga_sys`, policy and logging stay in the dispatcher.
 
+mod exec;
+mod files;
 mod identity;
 mod session;

@@ -26,6 +26,10 @@ impl Handle for GuestPing {
     fn handle(_agent: &mut Agent, _args: NoArgs) -> Result<Empty, CommandError> {
         Ok(Empty {})
     }
+
+    fn audit(_args: &NoArgs) -> Option<String> {
+        Some("guest-ping called".to_string())
+    }
 }
 
 impl Handle for GuestInfo {

@@ -133,6 +133,14 @@ pub struct Config {
     /// Our extension, key `version-string` in `[general]` (no command-line option): the version
     /// `guest-info` reports. `None` reports the built-in QEMU-compatible version.
     pub version_string: Option<String>,
+    /// Our extension, key `max-file-handles`: how many guest-file handles may be open.
+    pub max_file_handles: Option<u64>,
+    /// Our extension, key `max-exec-records`: how many guest-exec processes may be started
+    /// whose exit status has not been collected yet.
+    pub max_exec_records: Option<u64>,
+    /// Our extension, key `max-exec-output`: bytes of captured output held for all guest-exec
+    /// processes together.
+    pub max_exec_output: Option<u64>,
 }
 
 impl Default for Config {
@@ -151,6 +159,9 @@ impl Default for Config {
             retry_path: false,
             dump_conf: false,
             version_string: None,
+            max_file_handles: None,
+            max_exec_records: None,
+            max_exec_output: None,
         }
     }
 }
@@ -359,6 +370,19 @@ fn apply_keyfile(kf: &KeyFile, cfg: &mut Config, method: &mut String) -> Result<
     if let Some(v) = kf.string(g, "version-string")? {
         cfg.version_string = Some(v);
     }
+    for (key, slot) in [
+        ("max-file-handles", &mut cfg.max_file_handles),
+        ("max-exec-records", &mut cfg.max_exec_records),
+        ("max-exec-output", &mut cfg.max_exec_output),
+    ] {
+        if let Some(v) = kf.string(g, key)? {
+            *slot = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| KeyFileError::InvalidValue(key.to_owned()))?,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -379,7 +403,7 @@ fn append_list(list: &mut Vec<String>, value: &str) {
 /// The key file `qemu-ga -D` prints for `config` (upstream 10.x layout, byte for byte):
 /// `[general]`, then `daemon`, `method`, `path` (the default filled in), `logfile` (if set),
 /// `pidfile`, `fsfreeze-hook` (if set), `statedir`, `verbose`, `retry-path`, `block-rpcs`,
-/// `allow-rpcs` (lists joined with `,`), then our `version-string` if set. Values are escaped
+/// `allow-rpcs` (lists joined with `,`), then our `version-string` and limits if set. Values are escaped
 /// as GLib does; non-UTF-8 paths are shown lossily. A listening method without a path (which
 /// [`load`] never returns) prints `path=`.
 pub fn dump(config: &Config) -> String {
@@ -410,6 +434,15 @@ pub fn dump(config: &Config) -> String {
     line(&mut out, "allow-rpcs", &config.allow_rpcs.join(","));
     if let Some(version) = &config.version_string {
         line(&mut out, "version-string", version);
+    }
+    for (key, value) in [
+        ("max-file-handles", config.max_file_handles),
+        ("max-exec-records", config.max_exec_records),
+        ("max-exec-output", config.max_exec_output),
+    ] {
+        if let Some(v) = value {
+            line(&mut out, key, &v.to_string());
+        }
     }
     out
 }
@@ -736,6 +769,27 @@ mod tests {
     fn test_load_unknown_keys_ignored() {
         let conf = "[general]\nblacklist=guest-ping\ndaemonize=1\nfoo=bar\n[other]\npath=/x\n";
         assert_eq!(run_cfg(&[], Some(conf)), Config::default());
+    }
+
+    #[test]
+    fn test_load_and_dump_limits() {
+        let cfg = run_cfg(
+            &[],
+            Some("[general]\nmax-file-handles=10\nmax-exec-output = 1048576\n"),
+        );
+        assert_eq!(
+            (
+                cfg.max_file_handles,
+                cfg.max_exec_records,
+                cfg.max_exec_output
+            ),
+            (Some(10), None, Some(1 << 20))
+        );
+        let text = dump(&cfg);
+        assert!(
+            text.ends_with("allow-rpcs=\nmax-file-handles=10\nmax-exec-output=1048576\n"),
+            "{text}"
+        );
     }
 
     #[test]

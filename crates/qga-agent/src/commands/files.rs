@@ -1,0 +1,205 @@
+//! guest-file-open, guest-file-close, guest-file-read, guest-file-write, guest-file-seek,
+//! guest-file-flush.
+
+use std::path::Path;
+
+use qga_proto::b64;
+use qga_schema::{
+    Empty, FileHandleArgs, FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, GuestFileClose,
+    GuestFileFlush, GuestFileOpen, GuestFileRead, GuestFileSeek, GuestFileWhence, GuestFileWrite,
+    QgaSeek, files,
+};
+use qga_sys::file::{Access, Whence};
+
+use crate::agent::Agent;
+use crate::error::{CommandError, strerror};
+use crate::handles::OpenFile;
+use crate::registry::Handle;
+
+/// Default byte count of guest-file-read.
+const READ_COUNT_DEFAULT: i64 = 4096;
+/// Largest guest-file-read (48 MiB: its base64 fits QEMU's 64 MiB message limit).
+const READ_COUNT_MAX: i64 = 48 << 20;
+
+/// The fopen modes qemu-ga accepts, exactly as spelled.
+pub(crate) fn parse_mode(mode: &str) -> Option<Access> {
+    let (read, write, append, create, truncate) = match mode {
+        "r" | "rb" => (true, false, false, false, false),
+        "w" | "wb" => (false, true, false, true, true),
+        "a" | "ab" => (false, true, true, true, false),
+        "r+" | "rb+" | "r+b" => (true, true, false, false, false),
+        "w+" | "wb+" | "w+b" => (true, true, false, true, true),
+        "a+" | "ab+" | "a+b" => (true, true, true, true, false),
+        _ => return None,
+    };
+    Some(Access {
+        read,
+        write,
+        append,
+        create,
+        truncate,
+    })
+}
+
+fn not_found(handle: i64) -> CommandError {
+    CommandError::Failed(format!("handle '{handle}' has not been found"))
+}
+
+fn file(agent: &mut Agent, handle: i64) -> Result<&mut OpenFile, CommandError> {
+    agent.files.get(handle).ok_or_else(|| not_found(handle))
+}
+
+fn failed(what: &str, e: &std::io::Error) -> CommandError {
+    CommandError::Failed(format!("{what}: {}", strerror(e)))
+}
+
+impl Handle for GuestFileOpen {
+    fn handle(agent: &mut Agent, args: FileOpenArgs) -> Result<i64, CommandError> {
+        let mode = args.mode.as_deref().unwrap_or("r");
+        let access = parse_mode(mode)
+            .ok_or_else(|| CommandError::Failed(format!("invalid file open mode '{mode}'")))?;
+        let path = args.path.as_str();
+        if agent.files.full() {
+            return Err(CommandError::Failed(format!(
+                "failed to open file '{path}' (mode: '{mode}'): too many open handles (limit {})",
+                agent.files.max()
+            )));
+        }
+        let os_path = qga_sys::exec::os_string(path);
+        let f = qga_sys::file::open(Path::new(&os_path), access).map_err(|e| {
+            failed(
+                &format!("failed to open file '{path}' (mode: '{mode}')"),
+                &e,
+            )
+        })?;
+        let handle = agent.state.next_handle().map_err(|_| {
+            CommandError::Failed("failed to commit persistent state to disk".into())
+        })?;
+        agent.files.insert(handle, OpenFile::new(f));
+        log::debug!("guest-file-open, handle: {handle}");
+        Ok(handle)
+    }
+
+    fn audit(args: &FileOpenArgs) -> Option<String> {
+        Some(format!(
+            "guest-file-open called, filepath: {}, mode: {}",
+            args.path,
+            args.mode.as_deref().unwrap_or("r")
+        ))
+    }
+}
+
+impl Handle for GuestFileClose {
+    fn handle(agent: &mut Agent, args: FileHandleArgs) -> Result<Empty, CommandError> {
+        // Closing a descriptor cannot lose data here: nothing is buffered.
+        agent
+            .files
+            .remove(args.handle)
+            .ok_or_else(|| not_found(args.handle))?;
+        Ok(Empty {})
+    }
+
+    fn audit(args: &FileHandleArgs) -> Option<String> {
+        Some(format!("guest-file-close called, handle: {}", args.handle))
+    }
+}
+
+impl Handle for GuestFileRead {
+    fn handle(agent: &mut Agent, args: FileReadArgs) -> Result<files::GuestFileRead, CommandError> {
+        let f = file(agent, args.handle)?;
+        let count = match args.count {
+            None => READ_COUNT_DEFAULT,
+            Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
+            Some(c) => {
+                return Err(CommandError::Failed(format!(
+                    "value '{c}' is invalid for argument count"
+                )));
+            }
+        };
+        let r = f
+            .read(usize::try_from(count).unwrap_or(0))
+            .map_err(|e| failed("failed to read file", &e))?;
+        Ok(files::GuestFileRead {
+            count: i64::try_from(r.data.len()).unwrap_or(i64::MAX),
+            buf_b64: b64::encode(&r.data),
+            eof: r.eof,
+        })
+    }
+}
+
+impl Handle for GuestFileWrite {
+    fn handle(
+        agent: &mut Agent,
+        args: FileWriteArgs,
+    ) -> Result<files::GuestFileWrite, CommandError> {
+        let f = file(agent, args.handle)?;
+        let data = b64::decode(&args.buf_b64).map_err(|e| CommandError::Failed(e.to_string()))?;
+        let len = match args.count {
+            None => data.len(),
+            Some(c) => match usize::try_from(c) {
+                Ok(n) if n <= data.len() => n,
+                _ => {
+                    return Err(CommandError::Failed(format!(
+                        "value '{c}' is invalid for argument count"
+                    )));
+                }
+            },
+        };
+        let written = f
+            .write(&data[..len])
+            .map_err(|e| failed("failed to write to file", &e))?;
+        Ok(files::GuestFileWrite {
+            count: i64::try_from(written).unwrap_or(i64::MAX),
+            eof: false,
+        })
+    }
+}
+
+impl Handle for GuestFileSeek {
+    fn handle(agent: &mut Agent, args: FileSeekArgs) -> Result<files::GuestFileSeek, CommandError> {
+        let f = file(agent, args.handle)?;
+        let whence = match args.whence {
+            GuestFileWhence::Value(0) | GuestFileWhence::Name(QgaSeek::Set) => Whence::Set,
+            GuestFileWhence::Value(1) | GuestFileWhence::Name(QgaSeek::Cur) => Whence::Cur,
+            GuestFileWhence::Value(2) | GuestFileWhence::Name(QgaSeek::End) => Whence::End,
+            GuestFileWhence::Value(n) => {
+                return Err(CommandError::Failed(format!("invalid whence code {n}")));
+            }
+        };
+        let position = f
+            .seek(args.offset, whence)
+            .map_err(|e| failed("failed to seek file", &e))?;
+        Ok(files::GuestFileSeek {
+            position: i64::try_from(position).unwrap_or(i64::MAX),
+            eof: false,
+        })
+    }
+}
+
+impl Handle for GuestFileFlush {
+    fn handle(agent: &mut Agent, args: FileHandleArgs) -> Result<Empty, CommandError> {
+        let f = file(agent, args.handle)?;
+        f.flush().map_err(|e| failed("failed to flush file", &e))?;
+        Ok(Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_mode_table_exact() {
+        for m in [
+            "r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+",
+            "a+b",
+        ] {
+            assert!(parse_mode(m).is_some(), "{m}");
+        }
+        for m in ["", "rb ", "wx", "R", "rw", "r,ccs=UTF-8", "+r"] {
+            assert!(parse_mode(m).is_none(), "{m}");
+        }
+        let a = parse_mode("a+").unwrap();
+        assert!(a.read && a.write && a.append && a.create && !a.truncate);
+    }
+}

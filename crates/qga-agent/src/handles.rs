@@ -1,0 +1,185 @@
+//! Open guest-file handles: the table, its bound, and stdio-like read/write semantics on
+//! unbuffered descriptors (data written is visible at once; nothing to lose on exit).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use qga_sys::file::Whence;
+
+/// Handles open at once unless configured otherwise.
+pub const DEFAULT_MAX_HANDLES: usize = 1024;
+
+/// One open file.
+#[derive(Debug)]
+pub struct OpenFile {
+    file: File,
+}
+
+/// What one read returned.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Whether the read stopped at end of file (stdio's `feof` for this read).
+    pub eof: bool,
+}
+
+impl OpenFile {
+    /// Wraps an open file.
+    pub fn new(file: File) -> OpenFile {
+        OpenFile { file }
+    }
+
+    /// Reads up to `count` bytes like `fread`: until `count` bytes, end of file or no more
+    /// data for now (a non-blocking FIFO). A failure after some bytes were read returns the
+    /// bytes (qemu-ga reports the error and loses them).
+    pub fn read(&mut self, count: usize) -> io::Result<ReadResult> {
+        let mut data = Vec::with_capacity(count.min(1 << 26));
+        let mut eof = false;
+        while data.len() < count {
+            let start = data.len();
+            let want = (count - start).min(16 << 20);
+            data.resize(start + want, 0);
+            match self.file.read(&mut data[start..]) {
+                Ok(0) => {
+                    data.truncate(start);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => data.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => data.truncate(start),
+                Err(e) => {
+                    data.truncate(start);
+                    if start > 0 && e.kind() == io::ErrorKind::WouldBlock {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ReadResult { data, eof })
+    }
+
+    /// Writes all of `data` (a non-blocking FIFO may take less: the count says how much).
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while done < data.len() {
+            match self.file.write(&data[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Moves the position; returns the new one.
+    pub fn seek(&mut self, offset: i64, whence: Whence) -> io::Result<u64> {
+        qga_sys::file::seek(&self.file, offset, whence)
+    }
+
+    /// Nothing is buffered in the agent; this only reports whether the descriptor is valid.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The handle table.
+#[derive(Debug)]
+pub struct Handles {
+    files: BTreeMap<i64, OpenFile>,
+    max: usize,
+}
+
+impl Handles {
+    /// An empty table with room for `max` handles.
+    pub fn new(max: usize) -> Handles {
+        Handles {
+            files: BTreeMap::new(),
+            max,
+        }
+    }
+
+    /// Whether another handle fits.
+    pub fn full(&self) -> bool {
+        self.files.len() >= self.max
+    }
+
+    /// The configured bound.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Adds an open file under `handle`.
+    pub fn insert(&mut self, handle: i64, file: OpenFile) {
+        self.files.insert(handle, file);
+    }
+
+    /// The open file for `handle`.
+    pub fn get(&mut self, handle: i64) -> Option<&mut OpenFile> {
+        self.files.get_mut(&handle)
+    }
+
+    /// Removes `handle`, returning its file.
+    pub fn remove(&mut self, handle: i64) -> Option<OpenFile> {
+        self.files.remove(&handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_read_reports_eof_like_fread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        let mut f = OpenFile::new(File::open(&p).unwrap());
+        assert_eq!(
+            f.read(5).unwrap(),
+            ReadResult {
+                data: b"hello".to_vec(),
+                eof: false
+            }
+        );
+        assert_eq!(
+            f.read(5).unwrap(),
+            ReadResult {
+                data: vec![],
+                eof: true
+            }
+        );
+        f.seek(1, Whence::Set).unwrap();
+        assert_eq!(
+            f.read(100).unwrap(),
+            ReadResult {
+                data: b"ello".to_vec(),
+                eof: true
+            }
+        );
+        assert_eq!(
+            f.read(0).unwrap(),
+            ReadResult {
+                data: vec![],
+                eof: false
+            }
+        );
+    }
+
+    #[test]
+    fn test_table_bound() {
+        let mut h = Handles::new(1);
+        assert!(!h.full());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        h.insert(7, OpenFile::new(File::open(&p).unwrap()));
+        assert!(h.full());
+        assert!(h.get(7).is_some() && h.get(8).is_none());
+        assert!(h.remove(7).is_some());
+    }
+}

@@ -1,0 +1,462 @@
+//! guest-file-* and guest-exec* on the real agent: modes, boundaries, error texts, handle
+//! persistence, FIFOs, capture modes, input, environment, many processes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::Agent;
+use qga_client::{Client, ClientError};
+use qga_proto::Value;
+use qga_schema::{
+    ExecArgs, ExecStatusArgs, FileHandleArgs, FileOpenArgs, FileReadArgs, FileSeekArgs,
+    FileWriteArgs, GuestExec, GuestExecCaptureOutput, GuestExecCaptureOutputMode, GuestExecStatus,
+    GuestFileClose, GuestFileOpen, GuestFileRead, GuestFileSeek, GuestFileWhence, GuestFileWrite,
+    QgaSeek, files,
+};
+
+type C = Client<std::os::unix::net::UnixStream>;
+
+fn err_text<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
+    match r {
+        Err(ClientError::Agent(e)) => e.desc,
+        other => panic!("expected an agent error, got {other:?}"),
+    }
+}
+
+fn open(c: &mut C, path: &str, mode: &str) -> i64 {
+    c.execute::<GuestFileOpen>(&FileOpenArgs {
+        path: path.into(),
+        mode: Some(mode.into()),
+    })
+    .unwrap()
+}
+
+fn read(c: &mut C, handle: i64, count: Option<i64>) -> files::GuestFileRead {
+    c.execute::<GuestFileRead>(&FileReadArgs { handle, count })
+        .unwrap()
+}
+
+fn write(c: &mut C, handle: i64, b64: &str) -> Result<files::GuestFileWrite, ClientError> {
+    c.execute::<GuestFileWrite>(&FileWriteArgs {
+        handle,
+        buf_b64: b64.into(),
+        count: None,
+    })
+}
+
+#[test]
+fn test_file_roundtrip_eof_and_zero_read() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let p = a.statedir().join("hello.txt");
+    let path = p.to_str().unwrap();
+    let h = open(&mut c, path, "w+");
+    assert_eq!(h, 1000);
+    let w = write(&mut c, h, "aGVsbG8=").unwrap();
+    assert_eq!((w.count, w.eof), (5, false));
+    let pos = c
+        .execute::<GuestFileSeek>(&FileSeekArgs {
+            handle: h,
+            offset: 0,
+            whence: GuestFileWhence::Name(QgaSeek::Set),
+        })
+        .unwrap();
+    assert_eq!((pos.position, pos.eof), (0, false));
+    let r = read(&mut c, h, None);
+    assert_eq!((r.count, r.buf_b64.as_str(), r.eof), (5, "aGVsbG8=", true));
+    let r = read(&mut c, h, None);
+    assert_eq!((r.count, r.buf_b64.as_str(), r.eof), (0, "", true));
+    let r = read(&mut c, h, Some(0));
+    assert_eq!((r.count, r.eof), (0, false));
+    c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+        .unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+    // Closed handles are gone.
+    assert_eq!(
+        err_text(c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })),
+        "handle '1000' has not been found"
+    );
+    // The raw reply is byte-identical to qemu-ga's.
+    let h = open(&mut c, path, "r");
+    c.send_raw(
+        format!("{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{h}}}}}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(c.read_reply().unwrap().line).unwrap(),
+        r#"{"return": {"count": 5, "buf-b64": "aGVsbG8=", "eof": true}}"#
+    );
+}
+
+#[test]
+fn test_file_errors_exact_texts() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let dir = a.statedir().to_str().unwrap().to_string();
+    let missing = format!("{dir}/missing.txt");
+    assert_eq!(
+        err_text(c.execute::<GuestFileOpen>(&FileOpenArgs {
+            path: missing.clone(),
+            mode: None
+        })),
+        format!("failed to open file '{missing}' (mode: 'r'): No such file or directory")
+    );
+    for bad in ["rb ", "wx", "ccs=UTF-8"] {
+        assert_eq!(
+            err_text(c.execute::<GuestFileOpen>(&FileOpenArgs {
+                path: missing.clone(),
+                mode: Some(bad.into())
+            })),
+            format!("invalid file open mode '{bad}'")
+        );
+    }
+    let f = format!("{dir}/f.txt");
+    std::fs::write(&f, b"abc").unwrap();
+    let h = open(&mut c, &f, "r");
+    assert_eq!(
+        err_text(write(&mut c, h, "aGVsbG8=")),
+        "failed to write to file: Bad file descriptor"
+    );
+    for (count, text) in [
+        (-1, "value '-1' is invalid for argument count"),
+        (50331649, "value '50331649' is invalid for argument count"),
+    ] {
+        assert_eq!(
+            err_text(c.execute::<GuestFileRead>(&FileReadArgs {
+                handle: h,
+                count: Some(count)
+            })),
+            text
+        );
+    }
+    let seek = |c: &mut C, offset, whence| {
+        c.execute::<GuestFileSeek>(&FileSeekArgs {
+            handle: h,
+            offset,
+            whence,
+        })
+    };
+    assert_eq!(
+        err_text(seek(&mut c, 0, GuestFileWhence::Value(3))),
+        "invalid whence code 3"
+    );
+    assert_eq!(
+        err_text(seek(&mut c, -1, GuestFileWhence::Value(0))),
+        "failed to seek file: Invalid argument"
+    );
+    assert_eq!(
+        seek(&mut c, 10, GuestFileWhence::Value(0))
+            .unwrap()
+            .position,
+        10
+    );
+    let r = read(&mut c, h, None);
+    assert_eq!((r.count, r.eof), (0, true));
+    assert_eq!(
+        seek(&mut c, -1, GuestFileWhence::Name(QgaSeek::End))
+            .unwrap()
+            .position,
+        2
+    );
+
+    let w = open(&mut c, &format!("{dir}/w.txt"), "w");
+    assert_eq!(
+        err_text(c.execute::<GuestFileRead>(&FileReadArgs {
+            handle: w,
+            count: None
+        })),
+        "failed to read file: Bad file descriptor"
+    );
+    assert_eq!(
+        err_text(write(&mut c, w, "aGVs bG8=")),
+        "Base64 data contains invalid characters"
+    );
+    assert_eq!(
+        err_text(c.execute::<GuestFileWrite>(&FileWriteArgs {
+            handle: w,
+            buf_b64: "aGVsbG8=".into(),
+            count: Some(99)
+        })),
+        "value '99' is invalid for argument count"
+    );
+    // Lenient padding: "aGVsbG8" decodes to three bytes, as with GLib.
+    assert_eq!(write(&mut c, w, "aGVsbG8").unwrap().count, 3);
+    let d = open(&mut c, &dir, "r");
+    assert_eq!(
+        err_text(c.execute::<GuestFileRead>(&FileReadArgs {
+            handle: d,
+            count: None
+        })),
+        "failed to read file: Is a directory"
+    );
+}
+
+#[test]
+fn test_new_file_mode_honours_umask_and_modes_append() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let p = a.statedir().join("m.txt");
+    let h = open(&mut c, p.to_str().unwrap(), "a");
+    write(&mut c, h, "YQ==").unwrap();
+    let h2 = open(&mut c, p.to_str().unwrap(), "a+");
+    write(&mut c, h2, "Yg==").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"ab");
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode & 0o022,
+        0,
+        "created {mode:o}: world/group write bits come from the umask, not forced"
+    );
+}
+
+#[test]
+fn test_handles_unique_across_restart_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let conf = "[general]\nmax-file-handles=3\n";
+    let mut first = Vec::new();
+    {
+        let a = Agent::start_with(&["-t", dir.path().to_str().unwrap()], &[], conf);
+        let mut c = a.client();
+        for _ in 0..3 {
+            first.push(open(&mut c, f.to_str().unwrap(), "r"));
+        }
+        let e = err_text(c.execute::<GuestFileOpen>(&FileOpenArgs {
+            path: f.to_str().unwrap().into(),
+            mode: None,
+        }));
+        assert!(e.ends_with("too many open handles (limit 3)"), "{e}");
+        // Killed (SIGKILL) on drop: a crash.
+    }
+    let a = Agent::start_with(&["-t", dir.path().to_str().unwrap()], &[], conf);
+    let mut c = a.client();
+    let h = open(&mut c, f.to_str().unwrap(), "r");
+    assert!(first.iter().all(|&old| h > old), "{h} after {first:?}");
+}
+
+#[test]
+fn test_fifo_never_blocks_the_agent() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let fifo = a.statedir().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let h = open(&mut c, fifo.to_str().unwrap(), "r");
+    let r = read(&mut c, h, None);
+    assert_eq!((r.count, r.eof), (0, true));
+    c.execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
+        .unwrap();
+}
+
+fn exec(c: &mut C, path: &str, args: &[&str], capture: Option<GuestExecCaptureOutput>) -> i64 {
+    c.execute::<GuestExec>(&ExecArgs {
+        path: path.into(),
+        arg: Some(args.iter().map(|s| s.to_string()).collect()),
+        env: None,
+        input_data: None,
+        capture_output: capture,
+    })
+    .unwrap()
+    .pid
+}
+
+fn wait(c: &mut C, pid: i64) -> files::GuestExecStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c
+            .execute::<GuestExecStatus>(&ExecStatusArgs { pid })
+            .unwrap();
+        if s.exited || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn mode(m: GuestExecCaptureOutputMode) -> Option<GuestExecCaptureOutput> {
+    Some(GuestExecCaptureOutput::Mode(m))
+}
+
+#[test]
+fn test_exec_capture_modes() {
+    use GuestExecCaptureOutputMode as M;
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let script = "echo out; echo err >&2; exit 3";
+    let cases = [
+        (None, None, None),
+        (
+            Some(GuestExecCaptureOutput::Flag(true)),
+            Some("out\n"),
+            Some("err\n"),
+        ),
+        (Some(GuestExecCaptureOutput::Flag(false)), None, None),
+        (mode(M::None), None, None),
+        (mode(M::Stdout), Some("out\n"), None),
+        (mode(M::Stderr), None, Some("err\n")),
+        (mode(M::Separated), Some("out\n"), Some("err\n")),
+        (mode(M::Merged), Some("out\nerr\n"), None),
+    ];
+    for (capture, out, err) in cases {
+        let pid = exec(&mut c, "sh", &["-c", script], capture);
+        let s = wait(&mut c, pid);
+        let dec = |d: &Option<String>| {
+            d.as_ref()
+                .map(|d| String::from_utf8(qga_proto::b64::decode(d).unwrap()).unwrap())
+        };
+        assert!(s.exited);
+        assert_eq!(s.exitcode, Some(3));
+        assert_eq!(dec(&s.out_data).as_deref(), out, "{capture:?}");
+        assert_eq!(dec(&s.err_data).as_deref(), err, "{capture:?}");
+        assert_eq!(s.out_truncated, out.map(|_| false));
+        assert_eq!(s.err_truncated, err.map(|_| false));
+        // The record is gone after the exited reply.
+        assert_eq!(
+            err_text(c.execute::<GuestExecStatus>(&ExecStatusArgs { pid })),
+            format!("PID {pid} does not exist")
+        );
+    }
+}
+
+#[test]
+fn test_exec_signal_input_env_and_spawn_error() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let pid = exec(&mut c, "sh", &["-c", "kill -9 $$"], None);
+    let s = wait(&mut c, pid);
+    assert_eq!((s.exited, s.exitcode, s.signal), (true, None, Some(9)));
+
+    let pid = c
+        .execute::<GuestExec>(&ExecArgs {
+            path: "cat".into(),
+            arg: None,
+            env: Some(vec!["PATH=/usr/bin:/bin".into(), "FOO=bar".into()]),
+            input_data: Some(qga_proto::b64::encode(b"piped input")),
+            capture_output: Some(GuestExecCaptureOutput::Flag(true)),
+        })
+        .unwrap()
+        .pid;
+    let s = wait(&mut c, pid);
+    assert_eq!(
+        s.out_data.as_deref(),
+        Some(qga_proto::b64::encode(b"piped input").as_str())
+    );
+
+    let pid = c
+        .execute::<GuestExec>(&ExecArgs {
+            path: "/usr/bin/env".into(),
+            arg: None,
+            env: Some(vec!["FOO=bar".into()]),
+            input_data: None,
+            capture_output: Some(GuestExecCaptureOutput::Flag(true)),
+        })
+        .unwrap()
+        .pid;
+    let s = wait(&mut c, pid);
+    assert_eq!(
+        s.out_data.as_deref(),
+        Some(qga_proto::b64::encode(b"FOO=bar\n").as_str()),
+        "env replaces the environment"
+    );
+
+    // SIGPIPE is default in the child: `yes | head` ends.
+    let pid = exec(
+        &mut c,
+        "sh",
+        &["-c", "yes | head -1"],
+        Some(GuestExecCaptureOutput::Flag(true)),
+    );
+    assert_eq!(wait(&mut c, pid).exitcode, Some(0));
+
+    let e = err_text(c.execute::<GuestExec>(&ExecArgs {
+        path: "/nonexistent/prog".into(),
+        arg: None,
+        env: None,
+        input_data: None,
+        capture_output: None,
+    }));
+    assert_eq!(
+        e,
+        "Failed to execute child process \u{201c}/nonexistent/prog\u{201d} (No such file or directory)"
+    );
+    let e = err_text(c.execute::<GuestExec>(&ExecArgs {
+        path: "true".into(),
+        arg: None,
+        env: None,
+        input_data: Some("!!".into()),
+        capture_output: None,
+    }));
+    assert_eq!(e, "Base64 data contains invalid characters");
+}
+
+#[test]
+fn test_exec_output_truncated_at_16_mib() {
+    let a = Agent::start(&[]);
+    let mut c = a.client();
+    let pid = exec(
+        &mut c,
+        "sh",
+        &["-c", "head -c 17000000 /dev/zero"],
+        Some(GuestExecCaptureOutput::Flag(true)),
+    );
+    let s = wait(&mut c, pid);
+    assert_eq!(s.out_truncated, Some(true));
+    assert_eq!(
+        qga_proto::b64::decode(s.out_data.as_deref().unwrap())
+            .unwrap()
+            .len(),
+        16 << 20
+    );
+}
+
+#[test]
+fn test_many_execs_without_status_leave_no_zombies() {
+    let a = Agent::start_with(&[], &[], "[general]\nmax-exec-records=300\n");
+    let mut c = a.client();
+    let mut pids = Vec::new();
+    for _ in 0..300 {
+        pids.push(exec(&mut c, "true", &[], None));
+    }
+    let e = err_text(c.execute::<GuestExec>(&ExecArgs {
+        path: "true".into(),
+        arg: None,
+        env: None,
+        input_data: None,
+        capture_output: None,
+    }));
+    assert_eq!(
+        e,
+        "too many processes whose status has not been collected (limit 300)"
+    );
+    // Every child is reaped although nobody asked: no zombie children of the agent.
+    let agent_pid = a.child.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = std::process::Command::new("ps")
+            .args(["-o", "stat=", "--ppid", &agent_pid])
+            .output()
+            .unwrap();
+        let zombies = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('Z'))
+            .count();
+        if zombies == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{zombies} zombies left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Collecting one status frees a slot.
+    assert!(wait(&mut c, pids[0]).exited);
+    exec(&mut c, "true", &[], None);
+    let _ = Value::Null;
+}

@@ -1,0 +1,131 @@
+//! Base64 as qemu-ga handles it: standard alphabet with padding on output; on input only
+//! the alphabet, `=` and newlines are allowed ("Base64 data contains invalid characters"),
+//! and decoding is GLib's lenient one (newlines skipped, `=` anywhere, a trailing partial
+//! group dropped), so that every input decodes to the same bytes as with qemu-ga.
+
+use base64::Engine;
+
+/// The error text for characters outside the accepted set.
+pub const INVALID_CHARACTERS: &str = "Base64 data contains invalid characters";
+
+/// Encodes bytes (standard alphabet, padded, no line breaks).
+pub fn encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Appends the encoding of `bytes` to `out`.
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+}
+
+const INVALID: u8 = 0xFF;
+const SKIP: u8 = 0xFE;
+
+const fn rank_table() -> [u8; 256] {
+    let mut t = [INVALID; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'=' as usize] = 0;
+    t[b'\n' as usize] = SKIP;
+    t
+}
+
+static RANK: [u8; 256] = rank_table();
+
+/// Decodes like qemu-ga (`qbase64_decode`, then GLib's `g_base64_decode`).
+pub fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
+    let input = text.as_bytes();
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
+    let mut i = 0;
+    let mut v: u32 = 0;
+    let mut last = [0u8; 2];
+    let mut p = 0;
+    // Fast path: whole groups of four alphabet characters without padding.
+    while p + 4 <= input.len() && i == 0 {
+        let (a, b, c, d) = (
+            RANK[input[p] as usize],
+            RANK[input[p + 1] as usize],
+            RANK[input[p + 2] as usize],
+            RANK[input[p + 3] as usize],
+        );
+        if (a | b | c | d) >= 64 || input[p..p + 4].contains(&b'=') {
+            break;
+        }
+        let w = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+        out.extend_from_slice(&[(w >> 16) as u8, (w >> 8) as u8, w as u8]);
+        last = [input[p + 3], input[p + 2]];
+        p += 4;
+    }
+    for &ch in &input[p..] {
+        match RANK[ch as usize] {
+            INVALID => return Err(INVALID_CHARACTERS),
+            SKIP => {}
+            rank => {
+                last[1] = last[0];
+                last[0] = ch;
+                v = (v << 6) | u32::from(rank);
+                i += 1;
+                if i == 4 {
+                    out.push((v >> 16) as u8);
+                    if last[1] != b'=' {
+                        out.push((v >> 8) as u8);
+                    }
+                    if last[0] != b'=' {
+                        out.push(v as u8);
+                    }
+                    i = 0;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_decode_lenient_like_glib() {
+        assert_eq!(decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode("aGVsbG8").unwrap(), b"hel");
+        assert_eq!(decode("aGVs\nbG8=").unwrap(), b"hello");
+        assert_eq!(decode("a").unwrap(), b"");
+        assert_eq!(decode("").unwrap(), b"");
+        assert_eq!(decode("QQ==QQ==").unwrap(), b"AA");
+        assert_eq!(decode("QUJD").unwrap(), b"ABC");
+    }
+
+    #[test]
+    fn test_decode_rejects_outside_alphabet() {
+        for bad in [
+            "aGVs bG8=",
+            "aGVs-bG8",
+            "aGVs_bG8",
+            "aGVs\rbG8=",
+            "a\0",
+            "é",
+        ] {
+            assert_eq!(decode(bad), Err(INVALID_CHARACTERS), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn test_roundtrip_all_lengths() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for n in 0..data.len() {
+            assert_eq!(decode(&encode(&data[..n])).unwrap(), &data[..n]);
+        }
+    }
+}
