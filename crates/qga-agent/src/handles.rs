@@ -35,30 +35,19 @@ impl OpenFile {
     /// data for now (a non-blocking FIFO). A failure after some bytes were read returns the
     /// bytes (qemu-ga reports the error and loses them).
     pub fn read(&mut self, count: usize) -> io::Result<ReadResult> {
-        let mut data = Vec::with_capacity(count.min(1 << 26));
-        let mut eof = false;
-        while data.len() < count {
-            let start = data.len();
-            let want = (count - start).min(16 << 20);
-            data.resize(start + want, 0);
-            match self.file.read(&mut data[start..]) {
-                Ok(0) => {
-                    data.truncate(start);
-                    eof = true;
-                    break;
-                }
-                Ok(n) => data.truncate(start + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => data.truncate(start),
-                Err(e) => {
-                    data.truncate(start);
-                    if start > 0 && e.kind() == io::ErrorKind::WouldBlock {
-                        break;
-                    }
-                    return Err(e);
-                }
+        let mut data = Vec::with_capacity(count);
+        // `take` stops at `count`; reaching end of file first means a read returned 0.
+        let result = (&mut self.file).take(count as u64).read_to_end(&mut data);
+        match result {
+            Ok(_) => {
+                let eof = data.len() < count;
+                Ok(ReadResult { data, eof })
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !data.is_empty() => {
+                Ok(ReadResult { data, eof: false })
+            }
+            Err(e) => Err(e),
         }
-        Ok(ReadResult { data, eof })
     }
 
     /// Writes all of `data` (a non-blocking FIFO may take less: the count says how much).

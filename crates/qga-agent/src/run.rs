@@ -121,6 +121,7 @@ fn run(config: &Config) -> ExitCode {
         },
     };
     crate::logging::init(logfile, config.verbose);
+    qga_sys::memory_tuning::keep_freed_memory();
     for name in config.block_rpcs.iter().chain(&config.allow_rpcs) {
         if !COMMANDS.iter().any(|c| c.name == name) {
             log::warn!("no such command in the command table: {name}");

@@ -18,6 +18,8 @@ use crate::session::Session;
 
 /// Size of one read from the channel.
 const READ_SIZE: usize = 64 * 1024;
+/// Idle time after which freed memory is returned to the OS.
+const IDLE_TRIM_MS: i32 = 1000;
 /// How long to wait before polling a port again while no host is connected (as qemu-ga).
 const HANGUP_SLEEP: Duration = Duration::from_millis(100);
 
@@ -116,14 +118,20 @@ pub fn serve(agent: &mut Agent, channel: &Channel, quit: &AtomicBool) -> Result<
     }
 }
 
-/// Waits until `fd` is readable; `false` when the agent should quit.
+/// Waits until `fd` is readable; `false` when the agent should quit. After a second without
+/// input the memory freed by the last requests is given back to the OS.
 fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, quit: &AtomicBool) -> Result<bool, SysError> {
+    let mut timeout = IDLE_TRIM_MS;
     loop {
         if quit.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        match chan::poll_readable(fd, -1)? {
-            PollResult::Interrupted | PollResult::Timeout => continue,
+        match chan::poll_readable(fd, timeout)? {
+            PollResult::Timeout => {
+                qga_sys::memory_tuning::release_free_memory();
+                timeout = -1;
+            }
+            PollResult::Interrupted => {}
             _ => return Ok(true),
         }
     }
@@ -201,8 +209,12 @@ fn serve_port(agent: &mut Agent, port: &File, quit: &AtomicBool) -> Result<Stop,
         if quit.load(Ordering::SeqCst) {
             return Ok(Stop::Quit);
         }
-        let hangup = match chan::poll_readable(port.as_fd(), 1000)? {
-            PollResult::Interrupted | PollResult::Timeout => continue,
+        let hangup = match chan::poll_readable(port.as_fd(), IDLE_TRIM_MS)? {
+            PollResult::Timeout => {
+                qga_sys::memory_tuning::release_free_memory();
+                continue;
+            }
+            PollResult::Interrupted => continue,
             PollResult::Hangup => true,
             _ => false,
         };

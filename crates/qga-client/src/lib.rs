@@ -47,14 +47,20 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Parses the line (QEMU's JSON dialect).
+    /// Parses the line. Replies are plain JSON, except that an agent echoes an `id` in
+    /// QEMU's dialect (e.g. `inf`); such lines go through QEMU's parser. Replies are not
+    /// bound by the agent's 64 MiB request limit (a 48 MiB read is longer).
     pub fn value(&self) -> Result<Value, ClientError> {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.line) {
+            return Ok(Value::from_json(v));
+        }
         let mut frames = Framer::new().feed_collect(&self.line);
         match frames.pop() {
             Some(Frame::Message(v)) if frames.is_empty() => Ok(v),
-            _ => Err(ClientError::Protocol(
-                String::from_utf8_lossy(&self.line).into_owned(),
-            )),
+            _ => {
+                let shown: String = String::from_utf8_lossy(&self.line).chars().take(200).collect();
+                Err(ClientError::Protocol(shown))
+            }
         }
     }
 

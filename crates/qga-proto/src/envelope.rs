@@ -95,7 +95,8 @@ fn envelope(key: &str, body: Value, id: Option<Value>) -> Vec<u8> {
     if let Some(id) = id {
         rsp.insert("id", id);
     }
-    let mut out = Vec::with_capacity(64);
+    // Non-ASCII text grows when escaped; the buffer then grows as usual.
+    let mut out = Vec::with_capacity(64 + rsp.entries.iter().map(|(_, v)| v.size_hint()).sum::<usize>());
     write_value(&mut out, &Value::Dict(rsp));
     out.push(b'\n');
     out

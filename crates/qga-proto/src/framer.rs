@@ -57,7 +57,7 @@ impl Streamer {
         out(Frame::Error(QgaError::generic(desc)));
     }
 
-    fn process(&mut self, kind: TokenKind, text: &[u8], out: &mut impl FnMut(Frame)) {
+    fn process(&mut self, kind: TokenKind, text: &mut Vec<u8>, out: &mut impl FnMut(Frame)) {
         match kind {
             TokenKind::LCurly => self.braces += 1,
             TokenKind::RCurly => self.braces -= 1,
@@ -67,7 +67,7 @@ impl Streamer {
                 let was_discarding = self.discarding;
                 self.reset();
                 if !was_discarding {
-                    let desc = format!("JSON parse error, stray '{}'", utf8::lossy(text));
+                    let desc = format!("JSON parse error, stray '{}'", utf8::lossy(text.as_slice()));
                     out(Frame::Error(QgaError::generic(desc)));
                 }
                 return;
@@ -99,7 +99,7 @@ impl Streamer {
         if self.incomplete() {
             return;
         }
-        let result = parser::parse(&self.tokens);
+        let result = parser::parse(&mut self.tokens);
         self.reset();
         out(match result {
             Ok(v) => Frame::Message(v),

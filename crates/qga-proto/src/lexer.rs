@@ -178,8 +178,9 @@ impl Lexer {
         self.overflowed = false;
     }
 
-    /// Feeds a run of bytes; `sink` receives each finished token with its text.
-    pub(crate) fn feed(&mut self, bytes: &[u8], sink: &mut impl FnMut(TokenKind, &[u8])) {
+    /// Feeds a run of bytes; `sink` receives each finished token with its text (which it may
+    /// take, to keep a large token without copying it).
+    pub(crate) fn feed(&mut self, bytes: &[u8], sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         let mut i = 0;
         while i < bytes.len() {
             // Fast path: the body of a string, which is most of the bytes of large requests.
@@ -189,10 +190,7 @@ impl Lexer {
                 } else {
                     b'\''
                 };
-                let run = bytes[i..]
-                    .iter()
-                    .position(|&c| c == quote || c == b'\\' || !(0x20..=0xfd).contains(&c))
-                    .unwrap_or(bytes.len() - i);
+                let run = crate::scan::string_body_run(&bytes[i..], quote);
                 if run > 0 {
                     self.push_text(&bytes[i..i + run], sink);
                     i += run;
@@ -204,7 +202,7 @@ impl Lexer {
         }
     }
 
-    fn push_text(&mut self, text: &[u8], sink: &mut impl FnMut(TokenKind, &[u8])) {
+    fn push_text(&mut self, text: &[u8], sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         if self.overflowed {
             return;
         }
@@ -216,11 +214,11 @@ impl Lexer {
             self.overflowed = true;
             self.token.clear();
             self.token.shrink_to_fit();
-            sink(TokenKind::TooLong, b"");
+            sink(TokenKind::TooLong, &mut Vec::new());
         }
     }
 
-    fn feed_byte(&mut self, ch: u8, sink: &mut impl FnMut(TokenKind, &[u8])) {
+    fn feed_byte(&mut self, ch: u8, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         loop {
             match step(self.state, ch) {
                 Step::Go(next) => {
@@ -242,7 +240,7 @@ impl Lexer {
                 Step::Error => {
                     self.push_text(&[ch], sink);
                     if !self.overflowed {
-                        sink(TokenKind::Error, &self.token);
+                        sink(TokenKind::Error, &mut self.token);
                     }
                     self.token.clear();
                     self.overflowed = false;
@@ -256,12 +254,12 @@ impl Lexer {
         }
     }
 
-    fn finish(&mut self, kind: TokenKind, sink: &mut impl FnMut(TokenKind, &[u8])) {
+    fn finish(&mut self, kind: TokenKind, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         if !self.overflowed {
-            sink(kind, &self.token);
+            sink(kind, &mut self.token);
         } else {
             // The overflow was already reported; the streamer only needs the structure.
-            sink(kind, b"");
+            sink(kind, &mut Vec::new());
         }
         self.token.clear();
         self.overflowed = false;
@@ -276,7 +274,7 @@ mod tests {
     fn lex(input: &[u8]) -> Vec<(TokenKind, String)> {
         let mut lexer = Lexer::new();
         let mut out = Vec::new();
-        lexer.feed(input, &mut |k, t| {
+        lexer.feed(input, &mut |k, t: &mut Vec<u8>| {
             out.push((k, String::from_utf8_lossy(t).into_owned()));
         });
         out

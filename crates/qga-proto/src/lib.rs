@@ -11,6 +11,7 @@ pub mod error;
 pub mod framer;
 mod lexer;
 mod parser;
+mod scan;
 mod utf8;
 pub mod value;
 pub mod writer;

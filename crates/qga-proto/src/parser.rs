@@ -5,58 +5,88 @@ use crate::lexer::TokenKind;
 use crate::utf8;
 use crate::value::{Dict, Value};
 
-/// The tokens of one message, stored compactly: kinds and offsets into one text buffer.
+/// The tokens of one message, stored compactly: kinds and spans into one text buffer;
+/// large tokens (base64 payloads) are kept as the lexer's own buffer, without a copy.
 #[derive(Debug, Default)]
 pub(crate) struct Tokens {
     kinds: Vec<TokenKind>,
-    spans: Vec<(usize, usize)>,
+    spans: Vec<Span>,
     text: Vec<u8>,
+    owned: Vec<Vec<u8>>,
+    total: usize,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    Arena(usize, usize),
+    Owned(usize),
+}
+
+/// Tokens at least this long are moved rather than copied.
+const OWN_THRESHOLD: usize = 4096;
+
 impl Tokens {
-    pub(crate) fn push(&mut self, kind: TokenKind, text: &[u8]) {
-        let start = self.text.len();
-        self.text.extend_from_slice(text);
+    /// Appends a token; a large one is taken out of `text`.
+    pub(crate) fn push(&mut self, kind: TokenKind, text: &mut Vec<u8>) {
+        self.total += text.len();
         self.kinds.push(kind);
-        self.spans.push((start, text.len()));
+        if text.len() >= OWN_THRESHOLD {
+            self.spans.push(Span::Owned(self.owned.len()));
+            self.owned.push(std::mem::take(text));
+        } else {
+            let start = self.text.len();
+            self.text.extend_from_slice(text);
+            self.spans.push(Span::Arena(start, text.len()));
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.kinds.len()
     }
 
+    /// Bytes of token text held.
     pub(crate) fn text_len(&self) -> usize {
-        self.text.len()
+        self.total
     }
 
     pub(crate) fn clear(&mut self) {
         self.kinds.clear();
         self.spans.clear();
         self.text.clear();
+        self.owned.clear();
+        self.total = 0;
         // Do not keep the memory of a huge message around.
-        if self.text.capacity() > 1 << 20 {
-            self.text = Vec::new();
-            self.kinds = Vec::new();
-            self.spans = Vec::new();
+        if self.text.capacity() > 1 << 20 || self.kinds.capacity() > 1 << 16 {
+            *self = Tokens::default();
+        }
+    }
+
+    fn text(&self, i: usize) -> &[u8] {
+        match self.spans[i] {
+            Span::Arena(s, l) => &self.text[s..s + l],
+            Span::Owned(k) => &self.owned[k],
+        }
+    }
+
+    /// Takes a large token's buffer (only once).
+    fn take(&mut self, i: usize) -> Option<Vec<u8>> {
+        match self.spans[i] {
+            Span::Owned(k) => Some(std::mem::take(&mut self.owned[k])),
+            Span::Arena(..) => None,
         }
     }
 }
 
 struct Cursor<'a> {
-    toks: &'a Tokens,
+    toks: &'a mut Tokens,
     pos: usize,
 }
 
 type PResult<T> = Result<T, String>;
 
-impl<'a> Cursor<'a> {
+impl Cursor<'_> {
     fn peek(&self) -> Option<TokenKind> {
         self.toks.kinds.get(self.pos).copied()
-    }
-
-    fn text(&self, i: usize) -> &'a [u8] {
-        let (s, l) = self.toks.spans[i];
-        &self.toks.text[s..s + l]
     }
 
     fn pop(&mut self) -> Option<(TokenKind, usize)> {
@@ -74,7 +104,10 @@ impl<'a> Cursor<'a> {
                 TokenKind::Integer | TokenKind::Float | TokenKind::String | TokenKind::Keyword,
             ) => {
                 let (kind, i) = self.pop().ok_or("premature EOI")?;
-                literal(kind, self.text(i))
+                if let (TokenKind::String, Some(owned)) = (kind, self.toks.take(i)) {
+                    return parse_string_owned(owned).map(Value::Str);
+                }
+                literal(kind, self.toks.text(i))
             }
             Some(_) => Err("expecting value".into()),
         }
@@ -188,6 +221,18 @@ fn hex4(b: &[u8]) -> Option<u32> {
     Some(cp)
 }
 
+/// Decodes a large string token, reusing its buffer when it is plain ASCII without escapes
+/// (a base64 payload).
+fn parse_string_owned(mut tok: Vec<u8>) -> PResult<String> {
+    let body = &tok[1..tok.len().saturating_sub(1).max(1)];
+    if crate::scan::plain_ascii_run(body) == body.len() {
+        tok.pop();
+        tok.remove(0);
+        return String::from_utf8(tok).map_err(|_| "invalid UTF-8 sequence in string".to_string());
+    }
+    parse_string(&tok)
+}
+
 /// Decodes a string token (with its quotes) the way QEMU does.
 fn parse_string(tok: &[u8]) -> PResult<String> {
     let quote = tok[0];
@@ -199,10 +244,7 @@ fn parse_string(tok: &[u8]) -> PResult<String> {
         let c = body[p];
         if c != b'\\' {
             // Plain bytes: take the longest ASCII run at once.
-            let run = body[p..]
-                .iter()
-                .position(|&b| b == b'\\' || b >= 0x80)
-                .unwrap_or(body.len() - p);
+            let run = crate::scan::plain_ascii_run(&body[p..]);
             if run > 0 {
                 // The run is ASCII, hence valid UTF-8.
                 out.push_str(std::str::from_utf8(&body[p..p + run]).unwrap_or(""));
@@ -271,7 +313,7 @@ fn parse_string(tok: &[u8]) -> PResult<String> {
 }
 
 /// Parses one complete message's tokens.
-pub(crate) fn parse(toks: &Tokens) -> PResult<Value> {
+pub(crate) fn parse(toks: &mut Tokens) -> PResult<Value> {
     let mut cur = Cursor { toks, pos: 0 };
     cur.value()
 }

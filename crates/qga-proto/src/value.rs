@@ -35,6 +35,16 @@ impl Value {
         }
     }
 
+    /// A rough upper bound of the value's JSON text length, to size output buffers.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len() + 2,
+            Value::List(l) => 2 + l.iter().map(|v| v.size_hint() + 2).sum::<usize>(),
+            Value::Dict(d) => 2 + d.entries.iter().map(|(k, v)| k.len() + 6 + v.size_hint()).sum::<usize>(),
+            _ => 24,
+        }
+    }
+
     /// Builds a value from a `serde_json` value (numbers keep their integer/double nature).
     pub fn from_json(v: serde_json::Value) -> Value {
         match v {

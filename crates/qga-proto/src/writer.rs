@@ -53,10 +53,7 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut p = 0;
     while p < bytes.len() {
         // Printable ASCII that needs no escape: copy the whole run.
-        let run = bytes[p..]
-            .iter()
-            .position(|&b| !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\')
-            .unwrap_or(bytes.len() - p);
+        let run = crate::scan::json_safe_run(&bytes[p..]);
         if run > 0 {
             out.extend_from_slice(&bytes[p..p + run]);
             p += run;

@@ -19,6 +19,7 @@ pub mod exec;
 pub mod file;
 pub mod host;
 pub mod keyfile;
+pub mod memory_tuning;
 pub mod osinfo;
 pub mod process;
 pub mod users;
