@@ -14,8 +14,8 @@ use qga_client::{Client, ClientError};
 use qga_proto::b64;
 use qga_schema::{
     ExecArgs, ExecStatusArgs, FileHandleArgs, FileOpenArgs, FileReadArgs, FileWriteArgs, GuestExec,
-    GuestExecCaptureOutput, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead, GuestFileWrite,
-    GuestPing, NoArgs,
+    GuestExecCaptureOutput, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead,
+    GuestFileWrite, GuestPing, NoArgs,
 };
 use sha2::{Digest, Sha256};
 
@@ -56,16 +56,25 @@ impl Agent {
                     break;
                 }
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "{binary} did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{binary} did not start"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
-        Agent { child, sock, _dir: dir, started: t.elapsed() }
+        Agent {
+            child,
+            sock,
+            _dir: dir,
+            started: t.elapsed(),
+        }
     }
 
     fn client(&self) -> C {
         let c = Client::connect_unix(&self.sock).expect("connect");
         let mut c = c;
-        c.set_timeout(Some(Duration::from_secs(120))).expect("timeout");
+        c.set_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
         c
     }
 
@@ -73,9 +82,18 @@ impl Agent {
     fn usage(&self) -> (f64, u64, u64) {
         let pid = self.child.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, r)| r.split(' ').collect())
+            .unwrap_or_default();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kb = |key: &str| {
             status
@@ -112,11 +130,17 @@ fn make_file(path: &Path, size: usize) -> String {
 /// Reads `path` through the agent in `chunk`-byte reads; returns (seconds, bytes). The
 /// data is verified after the clock stops.
 fn read_file(c: &mut C, path: &Path, chunk: usize, want_sha: &str) -> R<(f64, usize)> {
-    let h = c.execute::<GuestFileOpen>(&FileOpenArgs { path: path.display().to_string(), mode: Some("r".into()) })?;
+    let h = c.execute::<GuestFileOpen>(&FileOpenArgs {
+        path: path.display().to_string(),
+        mode: Some("r".into()),
+    })?;
     let mut parts = Vec::new();
     let t = Instant::now();
     loop {
-        let r = c.execute::<GuestFileRead>(&FileReadArgs { handle: h, count: Some(chunk as i64) })?;
+        let r = c.execute::<GuestFileRead>(&FileReadArgs {
+            handle: h,
+            count: Some(chunk as i64),
+        })?;
         let data = b64::decode(&r.buf_b64).expect("base64");
         let done = r.eof || data.is_empty();
         parts.push(data);
@@ -132,17 +156,28 @@ fn read_file(c: &mut C, path: &Path, chunk: usize, want_sha: &str) -> R<(f64, us
         sha.update(p);
         total += p.len();
     }
-    assert_eq!(format!("{:x}", sha.finalize()), want_sha, "read data differs");
+    assert_eq!(
+        format!("{:x}", sha.finalize()),
+        want_sha,
+        "read data differs"
+    );
     Ok((secs, total))
 }
 
 /// Writes `data` through the agent in `chunk`-byte writes; returns seconds.
 fn write_file(c: &mut C, path: &Path, data: &[u8], chunk: usize) -> R<f64> {
-    let h = c.execute::<GuestFileOpen>(&FileOpenArgs { path: path.display().to_string(), mode: Some("w".into()) })?;
+    let h = c.execute::<GuestFileOpen>(&FileOpenArgs {
+        path: path.display().to_string(),
+        mode: Some("w".into()),
+    })?;
     let encoded: Vec<String> = data.chunks(chunk).map(b64::encode).collect();
     let t = Instant::now();
     for e in encoded {
-        c.execute::<GuestFileWrite>(&FileWriteArgs { handle: h, buf_b64: e, count: None })?;
+        c.execute::<GuestFileWrite>(&FileWriteArgs {
+            handle: h,
+            buf_b64: e,
+            count: None,
+        })?;
     }
     c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })?;
     let secs = t.elapsed().as_secs_f64();
@@ -166,7 +201,9 @@ fn exec(c: &mut C, path: &str, args: &[&str]) -> R<(f64, usize)> {
     loop {
         let s = c.execute::<GuestExecStatus>(&ExecStatusArgs { pid })?;
         if s.exited {
-            let n = s.out_data.map_or(0, |d| b64::decode(&d).map(|v| v.len()).unwrap_or(0));
+            let n = s
+                .out_data
+                .map_or(0, |d| b64::decode(&d).map(|v| v.len()).unwrap_or(0));
             return Ok((t.elapsed().as_secs_f64(), n));
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -210,13 +247,23 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     let push = |rows: &mut Vec<Row>, name: String, unit, which: usize, v: f64| {
         if let Some(r) = rows.iter_mut().find(|r| r.name == name) {
-            if which == 0 { r.ours = v } else { r.theirs = Some(v) }
+            if which == 0 {
+                r.ours = v
+            } else {
+                r.theirs = Some(v)
+            }
         } else {
-            rows.push(Row { name, unit, ours: if which == 0 { v } else { 0.0 }, theirs: if which == 1 { Some(v) } else { None } });
+            rows.push(Row {
+                name,
+                unit,
+                ours: if which == 0 { v } else { 0.0 },
+                theirs: if which == 1 { Some(v) } else { None },
+            });
         }
     };
-    let agents: Vec<(usize, String)> =
-        std::iter::once((0, ours.clone())).chain(theirs.clone().map(|t| (1, t))).collect();
+    let agents: Vec<(usize, String)> = std::iter::once((0, ours.clone()))
+        .chain(theirs.clone().map(|t| (1, t)))
+        .collect();
     // Alternate: every measurement runs for ours, then theirs, before the next one.
     let mut live: Vec<(usize, Agent)> = Vec::new();
     for (which, bin) in &agents {
@@ -224,10 +271,22 @@ fn main() {
         for _ in 0..5 {
             starts.push(Agent::start(bin).started.as_secs_f64() * 1e3);
         }
-        push(&mut rows, "startup to first reply".into(), "ms", *which, median(starts));
+        push(
+            &mut rows,
+            "startup to first reply".into(),
+            "ms",
+            *which,
+            median(starts),
+        );
         let a = Agent::start(bin);
         let (_, rss, _) = a.usage();
-        push(&mut rows, "idle RSS".into(), "MB", *which, rss as f64 / 1024.0);
+        push(
+            &mut rows,
+            "idle RSS".into(),
+            "MB",
+            *which,
+            rss as f64 / 1024.0,
+        );
         live.push((*which, a));
     }
     for (which, a) in &live {
@@ -241,14 +300,34 @@ fn main() {
             lat.push(t.elapsed().as_secs_f64() * 1e6);
         }
         let (cpu1, _, _) = a.usage();
-        push(&mut rows, "ping p50".into(), "us", *which, median(lat.clone()));
+        push(
+            &mut rows,
+            "ping p50".into(),
+            "us",
+            *which,
+            median(lat.clone()),
+        );
         lat.sort_by(|x, y| x.total_cmp(y));
-        push(&mut rows, "ping p99".into(), "us", *which, lat[lat.len() * 99 / 100]);
-        push(&mut rows, format!("agent CPU per {n} pings"), "ms", *which, (cpu1 - cpu0) * 1e3);
+        push(
+            &mut rows,
+            "ping p99".into(),
+            "us",
+            *which,
+            lat[lat.len() * 99 / 100],
+        );
+        push(
+            &mut rows,
+            format!("agent CPU per {n} pings"),
+            "ms",
+            *which,
+            (cpu1 - cpu0) * 1e3,
+        );
         // Pipelined: everything written before reading.
         let mut reqs = Vec::new();
         for i in 0..n {
-            reqs.extend_from_slice(format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{i}}}}}").as_bytes());
+            reqs.extend_from_slice(
+                format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{i}}}}}").as_bytes(),
+            );
         }
         let mut w = c.get_mut().try_clone().expect("clone");
         let t = Instant::now();
@@ -257,14 +336,36 @@ fn main() {
             c.read_reply().expect("reply");
         }
         writer.join().expect("join").expect("write");
-        push(&mut rows, "pipelined guest-sync".into(), "k req/s", *which, n as f64 / t.elapsed().as_secs_f64() / 1e3);
+        push(
+            &mut rows,
+            "pipelined guest-sync".into(),
+            "k req/s",
+            *which,
+            n as f64 / t.elapsed().as_secs_f64() / 1e3,
+        );
         let (s, _) = exec(&mut c, "/bin/true", &[]).expect("exec");
-        push(&mut rows, "exec /bin/true round trip (fresh)".into(), "ms", *which, s * 1e3);
+        push(
+            &mut rows,
+            "exec /bin/true round trip (fresh)".into(),
+            "ms",
+            *which,
+            s * 1e3,
+        );
     }
-    let chunks: &[(usize, &str)] = &[(4 << 10, "4 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB"), (16 << 20, "16 MiB"), (48 << 20, "48 MiB")];
+    let chunks: &[(usize, &str)] = &[
+        (4 << 10, "4 KiB"),
+        (64 << 10, "64 KiB"),
+        (1 << 20, "1 MiB"),
+        (16 << 20, "16 MiB"),
+        (48 << 20, "48 MiB"),
+    ];
     let mut moved = vec![0usize; 2];
     for &(chunk, label) in chunks {
-        let limit = if chunk <= 64 << 10 { (if quick { 8 } else { 32 }) << 20 } else { size };
+        let limit = if chunk <= 64 << 10 {
+            (if quick { 8 } else { 32 }) << 20
+        } else {
+            size
+        };
         let data = &big_data[..limit.min(size)];
         let part = work.path().join("part.bin");
         let part_sha = make_file(&part, data.len());
@@ -273,21 +374,58 @@ fn main() {
             let (cpu0, _, _) = a.usage();
             let (secs, n) = read_file(&mut c, &part, chunk, &part_sha).expect("read");
             let (cpu1, _, hwm) = a.usage();
-            push(&mut rows, format!("read {label} chunks"), "MB/s", *which, n as f64 / secs / 1e6);
-            push(&mut rows, format!("read {label}: agent CPU per GiB"), "s", *which, (cpu1 - cpu0) * (1u64 << 30) as f64 / n as f64);
+            push(
+                &mut rows,
+                format!("read {label} chunks"),
+                "MB/s",
+                *which,
+                n as f64 / secs / 1e6,
+            );
+            push(
+                &mut rows,
+                format!("read {label}: agent CPU per GiB"),
+                "s",
+                *which,
+                (cpu1 - cpu0) * (1u64 << 30) as f64 / n as f64,
+            );
             if chunk == 48 << 20 {
-                push(&mut rows, "peak RSS (48 MiB reads)".into(), "MB", *which, hwm as f64 / 1024.0);
+                push(
+                    &mut rows,
+                    "peak RSS (48 MiB reads)".into(),
+                    "MB",
+                    *which,
+                    hwm as f64 / 1024.0,
+                );
             }
             let out = work.path().join(format!("out{which}.bin"));
             let part_data = std::fs::read(&part).expect("part");
             let (cpu0, _, _) = a.usage();
             // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
-            let secs = write_file(&mut c, &out, &part_data, chunk.min((48 << 20) - 1024)).expect("write");
+            let secs =
+                write_file(&mut c, &out, &part_data, chunk.min((48 << 20) - 1024)).expect("write");
             let (cpu1, _, hwm) = a.usage();
-            push(&mut rows, format!("write {label} chunks"), "MB/s", *which, part_data.len() as f64 / secs / 1e6);
-            push(&mut rows, format!("write {label}: agent CPU per GiB"), "s", *which, (cpu1 - cpu0) * (1u64 << 30) as f64 / part_data.len() as f64);
+            push(
+                &mut rows,
+                format!("write {label} chunks"),
+                "MB/s",
+                *which,
+                part_data.len() as f64 / secs / 1e6,
+            );
+            push(
+                &mut rows,
+                format!("write {label}: agent CPU per GiB"),
+                "s",
+                *which,
+                (cpu1 - cpu0) * (1u64 << 30) as f64 / part_data.len() as f64,
+            );
             if chunk == 48 << 20 {
-                push(&mut rows, "peak RSS (48 MiB writes)".into(), "MB", *which, hwm as f64 / 1024.0);
+                push(
+                    &mut rows,
+                    "peak RSS (48 MiB writes)".into(),
+                    "MB",
+                    *which,
+                    hwm as f64 / 1024.0,
+                );
             }
             moved[*which] += 2 * n;
             let _ = std::fs::remove_file(&out);
@@ -296,31 +434,93 @@ fn main() {
     for (which, a) in &live {
         let mut c = a.client();
         let (s, _) = exec(&mut c, "/bin/true", &[]).expect("exec");
-        push(&mut rows, format!("exec /bin/true round trip (after {} MiB moved)", moved[*which] >> 20), "ms", *which, s * 1e3);
+        push(
+            &mut rows,
+            format!(
+                "exec /bin/true round trip (after {} MiB moved)",
+                moved[*which] >> 20
+            ),
+            "ms",
+            *which,
+            s * 1e3,
+        );
         let (s, n) = exec(&mut c, "head", &["-c", "8388608", "/dev/zero"]).expect("exec");
         assert_eq!(n, 8 << 20);
-        push(&mut rows, "exec capturing 8 MiB".into(), "ms", *which, s * 1e3);
+        push(
+            &mut rows,
+            "exec capturing 8 MiB".into(),
+            "ms",
+            *which,
+            s * 1e3,
+        );
         std::thread::sleep(Duration::from_millis(300));
         let (_, rss, _) = a.usage();
-        push(&mut rows, "retained RSS after transfers".into(), "MB", *which, rss as f64 / 1024.0);
+        push(
+            &mut rows,
+            "retained RSS after transfers".into(),
+            "MB",
+            *which,
+            rss as f64 / 1024.0,
+        );
     }
     for (which, bin) in &agents {
         let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
-        push(&mut rows, "binary size".into(), "MB", *which, size as f64 / 1e6);
-        let libs = Command::new("ldd").arg(bin).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("=>")).count()).unwrap_or(0);
-        push(&mut rows, "shared libraries".into(), "", *which, libs as f64);
+        push(
+            &mut rows,
+            "binary size".into(),
+            "MB",
+            *which,
+            size as f64 / 1e6,
+        );
+        let libs = Command::new("ldd")
+            .arg(bin)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| l.contains("=>"))
+                    .count()
+            })
+            .unwrap_or(0);
+        push(
+            &mut rows,
+            "shared libraries".into(),
+            "",
+            *which,
+            libs as f64,
+        );
     }
     drop(live);
     let _ = &work;
 
-    println!("{:<48} {:>12} {:>12} {:>8}", "figure", "qga", "qemu-ga", "ratio");
+    println!(
+        "{:<48} {:>12} {:>12} {:>8}",
+        "figure", "qga", "qemu-ga", "ratio"
+    );
     for r in &rows {
         let theirs = r.theirs.map_or("-".to_string(), |t| format!("{t:.2}"));
-        let ratio = r.theirs.filter(|t| *t > 0.0).map_or("-".to_string(), |t| format!("{:.2}x", r.ours / t));
-        println!("{:<48} {:>12} {:>12} {:>8}  {}", r.name, format!("{:.2}", r.ours), theirs, ratio, r.unit);
+        let ratio = r
+            .theirs
+            .filter(|t| *t > 0.0)
+            .map_or("-".to_string(), |t| format!("{:.2}x", r.ours / t));
+        println!(
+            "{:<48} {:>12} {:>12} {:>8}  {}",
+            r.name,
+            format!("{:.2}", r.ours),
+            theirs,
+            ratio,
+            r.unit
+        );
     }
     if let Some(t) = &theirs {
-        let v = Command::new(t).arg("-V").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        println!("reference: {t} ({v}); ours: {ours}; {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
+        let v = Command::new(t)
+            .arg("-V")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        println!(
+            "reference: {t} ({v}); ours: {ours}; {} CPUs",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
     }
 }

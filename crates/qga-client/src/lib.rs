@@ -58,7 +58,10 @@ impl Reply {
         match frames.pop() {
             Some(Frame::Message(v)) if frames.is_empty() => Ok(v),
             _ => {
-                let shown: String = String::from_utf8_lossy(&self.line).chars().take(200).collect();
+                let shown: String = String::from_utf8_lossy(&self.line)
+                    .chars()
+                    .take(200)
+                    .collect();
                 Err(ClientError::Protocol(shown))
             }
         }

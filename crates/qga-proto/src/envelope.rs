@@ -96,7 +96,13 @@ fn envelope(key: &str, body: Value, id: Option<Value>) -> Vec<u8> {
         rsp.insert("id", id);
     }
     // Non-ASCII text grows when escaped; the buffer then grows as usual.
-    let mut out = Vec::with_capacity(64 + rsp.entries.iter().map(|(_, v)| v.size_hint()).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        64 + rsp
+            .entries
+            .iter()
+            .map(|(_, v)| v.size_hint())
+            .sum::<usize>(),
+    );
     write_value(&mut out, &Value::Dict(rsp));
     out.push(b'\n');
     out

@@ -67,7 +67,8 @@ impl Streamer {
                 let was_discarding = self.discarding;
                 self.reset();
                 if !was_discarding {
-                    let desc = format!("JSON parse error, stray '{}'", utf8::lossy(text.as_slice()));
+                    let desc =
+                        format!("JSON parse error, stray '{}'", utf8::lossy(text.as_slice()));
                     out(Frame::Error(QgaError::generic(desc)));
                 }
                 return;

@@ -32,7 +32,10 @@ fn run(bytes: &[u8], fast: impl Fn(u64) -> bool, slow: impl Fn(u8) -> bool) -> u
     while i + 8 <= bytes.len() && fast(word(&bytes[i..i + 8])) {
         i += 8;
     }
-    i + bytes[i..].iter().position(|&b| !slow(b)).unwrap_or(bytes.len() - i)
+    i + bytes[i..]
+        .iter()
+        .position(|&b| !slow(b))
+        .unwrap_or(bytes.len() - i)
 }
 
 /// Bytes inside a string token that the lexer takes as they are: not the closing `quote`,
@@ -47,14 +50,24 @@ pub(crate) fn string_body_run(bytes: &[u8], quote: u8) -> usize {
 
 /// ASCII bytes other than backslash (copied verbatim when decoding a string).
 pub(crate) fn plain_ascii_run(bytes: &[u8]) -> usize {
-    run(bytes, |v| v & HIGHS == 0 && !has_byte(v, b'\\'), |b| b < 0x80 && b != b'\\')
+    run(
+        bytes,
+        |v| v & HIGHS == 0 && !has_byte(v, b'\\'),
+        |b| b < 0x80 && b != b'\\',
+    )
 }
 
 /// Bytes the writer copies verbatim: printable ASCII other than `"` and `\`.
 pub(crate) fn json_safe_run(bytes: &[u8]) -> usize {
     run(
         bytes,
-        |v| v & HIGHS == 0 && !has_less(v, 0x20) && !has_byte(v, 0x7F) && !has_byte(v, b'"') && !has_byte(v, b'\\'),
+        |v| {
+            v & HIGHS == 0
+                && !has_less(v, 0x20)
+                && !has_byte(v, 0x7F)
+                && !has_byte(v, b'"')
+                && !has_byte(v, b'\\')
+        },
         |b| (0x20..0x7F).contains(&b) && b != b'"' && b != b'\\',
     )
 }

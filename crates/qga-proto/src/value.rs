@@ -40,7 +40,13 @@ impl Value {
         match self {
             Value::Str(s) => s.len() + 2,
             Value::List(l) => 2 + l.iter().map(|v| v.size_hint() + 2).sum::<usize>(),
-            Value::Dict(d) => 2 + d.entries.iter().map(|(k, v)| k.len() + 6 + v.size_hint()).sum::<usize>(),
+            Value::Dict(d) => {
+                2 + d
+                    .entries
+                    .iter()
+                    .map(|(k, v)| k.len() + 6 + v.size_hint())
+                    .sum::<usize>()
+            }
             _ => 24,
         }
     }
