@@ -174,7 +174,9 @@ fn test_same_replies_as_debian_qemu_ga() {
         ];
         let a = replies(&theirs, &info);
         let b = replies(&ours, &info);
-        let (ta, tb) = (info_names(&a[0]), info_names(&b[0]));
+        let (ta, mut tb) = (info_names(&a[0]), info_names(&b[0]));
+        // Commands newer than the reference (guest-get-load, guest-network-get-route in 7.2).
+        tb.retain(|(n, _)| ta.iter().any(|(m, _)| m == n));
         let mut tb_sorted = tb.clone();
         tb_sorted.sort();
         let mut ta_sorted = ta.clone();

@@ -61,6 +61,10 @@ fn deviation(name: &str) -> Option<&'static str> {
         "bigstring-67108860" | "bigstring-67108865" | "bigarg-67108819" | "bigmessage-65x1MiB" => {
             SIZE
         }
+        // qemu-ga's text lacks the closing parenthesis.
+        "shutdown-mode-bogus" => {
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"mode is invalid (valid values are: halt|powerdown|reboot)\"}}\n"
+        }
         // qemu-ga 8.2+ has a broken format string here.
         "exec-status-no-pid" => {
             "{\"error\": {\"class\": \"GenericError\", \"desc\": \"PID 999999 does not exist\"}}\n"

@@ -248,9 +248,9 @@ fn main() {
     let push = |rows: &mut Vec<Row>, name: String, unit, which: usize, v: f64| {
         if let Some(r) = rows.iter_mut().find(|r| r.name == name) {
             if which == 0 {
-                r.ours = v
+                r.ours = v;
             } else {
-                r.theirs = Some(v)
+                r.theirs = Some(v);
             }
         } else {
             rows.push(Row {
@@ -359,7 +359,7 @@ fn main() {
         (16 << 20, "16 MiB"),
         (48 << 20, "48 MiB"),
     ];
-    let mut moved = vec![0usize; 2];
+    let mut moved = [0usize; 2];
     for &(chunk, label) in chunks {
         let limit = if chunk <= 64 << 10 {
             (if quick { 8 } else { 32 }) << 20

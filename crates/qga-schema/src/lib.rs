@@ -7,9 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod files;
+pub mod system;
 pub mod types;
 
 pub use files::*;
+pub use system::*;
 pub use types::*;
 
 /// A QGA command: its wire name, argument and return types, and its policy flags.
@@ -81,6 +83,42 @@ commands! {
     GuestGetTimezone = "guest-get-timezone", NoArgs => GuestTimezone;
     /// The guest's operating system.
     GuestGetOsinfo = "guest-get-osinfo", NoArgs => GuestOsInfo;
+    /// Sets the system time (and the RTC), or without `time` the system time from the RTC.
+    GuestSetTime = "guest-set-time", SetTimeArgs => Empty;
+    /// Powers off, halts or reboots the guest (no reply on success).
+    GuestShutdown = "guest-shutdown", ShutdownArgs => Empty, SUCCESS_RESPONSE = false;
+    /// Hibernates the guest (no reply on success).
+    GuestSuspendDisk = "guest-suspend-disk", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    /// Suspends the guest to RAM (no reply on success).
+    GuestSuspendRam = "guest-suspend-ram", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    /// Hibernates and suspends to RAM (no reply on success).
+    GuestSuspendHybrid = "guest-suspend-hybrid", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    /// The network interfaces with their addresses and counters.
+    GuestNetworkGetInterfaces = "guest-network-get-interfaces", NoArgs => Vec<GuestNetworkInterface>;
+    /// The logical processors.
+    GuestGetVcpus = "guest-get-vcpus", NoArgs => Vec<GuestLogicalProcessor>;
+    /// Brings logical processors online or offline; returns how many were processed.
+    GuestSetVcpus = "guest-set-vcpus", SetVcpusArgs => i64;
+    /// Sets an account's password.
+    GuestSetUserPassword = "guest-set-user-password", SetUserPasswordArgs => Empty;
+    /// The memory blocks.
+    GuestGetMemoryBlocks = "guest-get-memory-blocks", NoArgs => Vec<GuestMemoryBlock>;
+    /// Brings memory blocks online or offline, with a response per block.
+    GuestSetMemoryBlocks = "guest-set-memory-blocks", SetMemoryBlocksArgs => Vec<GuestMemoryBlockResponse>;
+    /// The size of a memory block.
+    GuestGetMemoryBlockInfo = "guest-get-memory-block-info", NoArgs => GuestMemoryBlockInfo;
+    /// An account's SSH authorized keys.
+    GuestSshGetAuthorizedKeys = "guest-ssh-get-authorized-keys", SshUserArgs => GuestAuthorizedKeys;
+    /// Adds SSH authorized keys to an account.
+    GuestSshAddAuthorizedKeys = "guest-ssh-add-authorized-keys", SshAddKeysArgs => Empty;
+    /// Removes SSH authorized keys from an account.
+    GuestSshRemoveAuthorizedKeys = "guest-ssh-remove-authorized-keys", SshRemoveKeysArgs => Empty;
+    /// Per-CPU times from /proc/stat, in milliseconds.
+    GuestGetCpustats = "guest-get-cpustats", NoArgs => Vec<GuestCpuStats>;
+    /// The load averages.
+    GuestGetLoad = "guest-get-load", NoArgs => GuestLoadAverage;
+    /// The IPv4 and IPv6 routes.
+    GuestNetworkGetRoute = "guest-network-get-route", NoArgs => Vec<GuestNetworkRoute>;
 }
 
 /// The order in which qemu-ga 10.x registers its Linux commands. `-b help` lists commands

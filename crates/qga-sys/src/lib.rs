@@ -14,14 +14,23 @@ compile_error!("qga-sys supports Linux only for now");
 
 pub mod chan;
 pub mod clock;
+pub mod cpu;
 mod error;
 pub mod exec;
 pub mod file;
+pub mod helper;
 pub mod host;
 pub mod keyfile;
+pub mod memory;
+pub mod net;
 pub mod memory_tuning;
 pub mod osinfo;
+pub mod password;
+pub mod power;
 pub mod process;
+pub mod rtc;
+pub mod ssh;
+pub mod sysroot;
 pub mod users;
 
 pub use error::SysError;

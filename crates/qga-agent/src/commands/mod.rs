@@ -4,4 +4,8 @@
 mod exec;
 mod files;
 mod identity;
+mod network;
+mod power;
 mod session;
+mod system;
+mod users_keys;

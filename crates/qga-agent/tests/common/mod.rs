@@ -28,11 +28,21 @@ impl Agent {
 
     /// Same, with environment variables and configuration text.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)], config: &str) -> Agent {
+        Agent::start_program(AGENT, extra, env, config)
+    }
+
+    /// Same, with another agent binary (e.g. Debian's qemu-ga for differential tests).
+    pub fn start_program(
+        program: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        config: &str,
+    ) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("sock");
         let conf = dir.path().join("qemu-ga.conf");
         std::fs::write(&conf, config).unwrap();
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(program);
         cmd.args(["-m", "unix-listen", "-p"])
             .arg(&sock)
             .arg("-t")
