@@ -28,7 +28,7 @@ use nix::sys::socket::{
     self, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, SockaddrLike, SockaddrStorage,
     VsockAddr,
 };
-use nix::sys::termios::{self, BaudRate, ControlFlags, FlushArg, SetArg};
+use nix::sys::termios::{self, ControlFlags, FlushArg, SetArg};
 
 use crate::SysError;
 
@@ -38,10 +38,14 @@ pub fn set_tty_raw(fd: BorrowedFd<'_>) -> Result<(), SysError> {
     let mut tio = termios::tcgetattr(fd).map_err(|e| SysError::errno("tcgetattr", e))?;
     termios::cfmakeraw(&mut tio);
     tio.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
-    termios::cfsetispeed(&mut tio, BaudRate::B38400)
-        .map_err(|e| SysError::errno("cfsetispeed", e))?;
-    termios::cfsetospeed(&mut tio, BaudRate::B38400)
-        .map_err(|e| SysError::errno("cfsetospeed", e))?;
+    // The speed goes into the CBAUD bits of c_cflag, which is what cfset[io]speed do on
+    // Linux. Calling them is avoided: the libc crate binds them to a symbol version that
+    // glibc's static library lacks, which breaks the static build.
+    let mut raw = libc::termios::from(tio);
+    raw.c_cflag = (raw.c_cflag & !libc::CBAUD) | libc::B38400;
+    raw.c_ispeed = libc::B38400;
+    raw.c_ospeed = libc::B38400;
+    let tio = termios::Termios::from(raw);
     termios::tcflush(fd, FlushArg::TCIFLUSH).map_err(|e| SysError::errno("tcflush", e))?;
     termios::tcsetattr(fd, SetArg::TCSANOW, &tio).map_err(|e| SysError::errno("tcsetattr", e))
 }
