@@ -453,7 +453,8 @@ fn main() {
             *which,
             s * 1e3,
         );
-        std::thread::sleep(Duration::from_millis(300));
+        // Our agent returns freed memory to the OS after one idle second.
+        std::thread::sleep(Duration::from_millis(1500));
         let (_, rss, _) = a.usage();
         push(
             &mut rows,
