@@ -1,0 +1,167 @@
+//! Human-readable forms of replies.
+
+use qga_schema as s;
+
+/// Time in nanoseconds as seconds since the epoch and UTC date.
+pub(crate) fn time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({ns} ns)",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A simple aligned table.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+pub(crate) fn info(i: &s::GuestAgentInfo) -> String {
+    let enabled = i.supported_commands.iter().filter(|c| c.enabled).count();
+    let mut names: Vec<String> = i
+        .supported_commands
+        .iter()
+        .map(|c| {
+            if c.enabled {
+                c.name.clone()
+            } else {
+                format!("{} (disabled)", c.name)
+            }
+        })
+        .collect();
+    names.sort();
+    format!(
+        "version {}\n{} commands, {enabled} enabled:\n  {}",
+        i.version,
+        i.supported_commands.len(),
+        names.join("\n  ")
+    )
+}
+
+pub(crate) fn osinfo(o: &s::GuestOsInfo) -> String {
+    let f = |v: &Option<String>| v.clone().unwrap_or_default();
+    table(
+        &["field", "value"],
+        &[
+            vec!["name".into(), f(&o.pretty_name)],
+            vec!["id".into(), f(&o.id)],
+            vec!["version".into(), f(&o.version_id)],
+            vec!["kernel".into(), f(&o.kernel_release)],
+            vec!["machine".into(), f(&o.machine)],
+        ],
+    )
+}
+
+pub(crate) fn users(u: &[s::GuestUser]) -> String {
+    let rows: Vec<Vec<String>> = u
+        .iter()
+        .map(|u| vec![u.user.clone(), time((u.login_time * 1e9) as i64)])
+        .collect();
+    table(&["user", "login"], &rows)
+}
+
+pub(crate) fn interfaces(list: &[s::GuestNetworkInterface]) -> String {
+    let mut rows = Vec::new();
+    for i in list {
+        let addrs: Vec<String> = i
+            .ip_addresses
+            .iter()
+            .flatten()
+            .map(|a| format!("{}/{}", a.ip_address, a.prefix))
+            .collect();
+        rows.push(vec![
+            i.name.clone(),
+            i.hardware_address.clone().unwrap_or_default(),
+            addrs.join(" "),
+        ]);
+    }
+    table(&["interface", "mac", "addresses"], &rows)
+}
+
+pub(crate) fn routes(list: &[s::GuestNetworkRoute]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            vec![
+                format!("v{}", r.version),
+                r.destination.clone(),
+                r.gateway.clone().unwrap_or_default(),
+                r.iface.clone(),
+            ]
+        })
+        .collect();
+    table(&["ip", "destination", "gateway", "interface"], &rows)
+}
+
+pub(crate) fn vcpus(list: &[s::GuestLogicalProcessor]) -> String {
+    let rows: Vec<Vec<String>> =
+        list.iter()
+            .map(|v| {
+                let can = v.can_offline.map_or("-".to_string(), |c| {
+                    if c { "yes".into() } else { "no".into() }
+                });
+                vec![
+                    v.logical_id.to_string(),
+                    if v.online {
+                        "online".into()
+                    } else {
+                        "offline".into()
+                    },
+                    can,
+                ]
+            })
+            .collect();
+    table(&["cpu", "state", "can-offline"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_time_formats_utc_date() {
+        assert_eq!(time(0), "1970-01-01 00:00:00 UTC (0 ns)");
+        assert_eq!(
+            time(1_700_000_000_000_000_000),
+            "2023-11-14 22:13:20 UTC (1700000000000000000 ns)"
+        );
+    }
+
+    #[test]
+    fn test_table_aligns_columns() {
+        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "a    bb\nxxx  y");
+    }
+}
