@@ -154,6 +154,10 @@ where
 {
     let mut session = Session::new();
     let mut buf = vec![0u8; READ_SIZE];
+    if let Err(e) = chan::set_send_timeout(stream.as_fd(), SEND_TIMEOUT) {
+        log::warn!("cannot bound reply writes: {e}");
+    }
+    let mut writer = ClientWriter { stream, quit };
     loop {
         if !wait_readable(stream.as_fd(), quit)? {
             return Ok(ClientEnd::Quit);
@@ -167,10 +171,42 @@ where
                 return Ok(ClientEnd::Gone);
             }
         };
-        if let Err(e) = session.feed(agent, &buf[..n], &mut &*stream) {
+        if let Err(e) = session.feed(agent, &buf[..n], &mut writer) {
             log::debug!("client write failed: {e}");
             return Ok(ClientEnd::Gone);
         }
+    }
+}
+
+/// Longest a reply write to a client may block: a client that stops reading is dropped
+/// after this instead of stalling the agent.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes replies to a client; a signal asking the agent to quit interrupts a blocked write
+/// (std's `write_all` would retry it forever).
+struct ClientWriter<'a, S> {
+    stream: &'a S,
+    quit: &'a AtomicBool,
+}
+
+impl<S> Write for ClientWriter<'_, S>
+where
+    for<'s> &'s S: Write,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match (&mut &*self.stream).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && !self.quit.load(Ordering::SeqCst) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    return Err(io::Error::other("the agent is quitting"));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -221,7 +257,7 @@ fn serve_port(agent: &mut Agent, port: &File, quit: &AtomicBool) -> Result<Stop,
         match (&mut &*port).read(&mut buf) {
             Ok(0) => std::thread::sleep(HANGUP_SLEEP),
             Ok(n) => {
-                if let Err(e) = session.feed(agent, &buf[..n], &mut PortWriter(port)) {
+                        if let Err(e) = session.feed(agent, &buf[..n], &mut PortWriter(port)) {
                     log::warn!("failed to write a reply: {e}");
                 }
             }

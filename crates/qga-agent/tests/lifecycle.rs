@@ -237,3 +237,31 @@ finally:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A client that sends requests but never reads the replies fills the socket; the agent's
+/// blocked write must still give way to SIGTERM.
+#[test]
+fn test_sigterm_while_client_stops_reading() {
+    use std::io::Write;
+    let mut a = Agent::start(&[]);
+    let mut s = UnixStream::connect(&a.sock).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let req = b"{\"execute\":\"guest-ping\"}".repeat(20_000);
+        for _ in 0..50 {
+            if w.write_all(&req).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(a.alive());
+    let pid = a.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = Instant::now();
+    assert!(wait_for(|| a.child.try_wait().unwrap().is_some(), 10), "agent stuck in a write");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(s.flush());
+    drop(s);
+    let _ = flood.join();
+}

@@ -126,6 +126,16 @@ fn poll_one(
     Ok(ready)
 }
 
+/// Bounds how long a send on a connected socket may block (`SO_SNDTIMEO`): a client that
+/// stops reading then gets an error instead of stalling the agent forever.
+pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<(), SysError> {
+    let tv = nix::sys::time::TimeVal::new(
+        i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        i64::from(timeout.subsec_micros()),
+    );
+    socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv).map_err(|e| SysError::errno("setsockopt", e))
+}
+
 /// First descriptor passed by systemd socket activation.
 pub const LISTEN_FDS_START: RawFd = 3;
 
