@@ -79,12 +79,19 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec::<s::GuestFileWrite>(),
     spec::<s::GuestFileSeek>(),
     spec::<s::GuestFileFlush>(),
+    spec::<s::GuestFsfreezeStatus>(),
+    spec::<s::GuestFsfreezeFreeze>(),
+    spec::<s::GuestFsfreezeFreezeList>(),
+    spec::<s::GuestFsfreezeThaw>(),
+    spec::<s::GuestFstrim>(),
     spec::<s::GuestSuspendDisk>(),
     spec::<s::GuestSuspendRam>(),
     spec::<s::GuestSuspendHybrid>(),
     spec::<s::GuestNetworkGetInterfaces>(),
     spec::<s::GuestGetVcpus>(),
     spec::<s::GuestSetVcpus>(),
+    spec::<s::GuestGetDisks>(),
+    spec::<s::GuestGetFsinfo>(),
     spec::<s::GuestSetUserPassword>(),
     spec::<s::GuestGetMemoryBlocks>(),
     spec::<s::GuestSetMemoryBlocks>(),
@@ -98,6 +105,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec::<s::GuestSshGetAuthorizedKeys>(),
     spec::<s::GuestSshAddAuthorizedKeys>(),
     spec::<s::GuestSshRemoveAuthorizedKeys>(),
+    spec::<s::GuestGetDiskstats>(),
     spec::<s::GuestGetCpustats>(),
     spec::<s::GuestGetLoad>(),
     spec::<s::GuestNetworkGetRoute>(),
@@ -151,7 +159,9 @@ mod tests {
                 "guest-sync-delimited",
                 "guest-sync",
                 "guest-ping",
-                "guest-info"
+                "guest-info",
+                "guest-fsfreeze-status",
+                "guest-fsfreeze-thaw"
             ]
         );
     }

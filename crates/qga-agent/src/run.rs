@@ -154,6 +154,32 @@ fn run(config: &Config) -> ExitCode {
             limit(config.max_exec_output, DEFAULT_MAX_OUTPUT),
         ),
     };
+    let marker = config.statedir.join("qga.state.isfrozen");
+    let hook_timeout = match config.fsfreeze_hook_timeout {
+        None => Some(crate::commands::freeze::DEFAULT_HOOK_TIMEOUT),
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+    };
+    let frozen = crate::commands::freeze::init(crate::commands::freeze::FreezeSettings {
+        hook: config.fsfreeze_hook.clone(),
+        hook_timeout,
+        watchdog: config
+            .fsfreeze_watchdog
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+        marker: marker.clone(),
+    });
+    if frozen {
+        log::warn!(
+            "previous instance appears to have exited with frozen filesystems. deferring \
+             logging/pidfile creation and disabling non-fsfreeze-safe commands until \
+             guest-fsfreeze-thaw is issued, or filesystems are manually unfrozen and the file \
+             {} is removed",
+            marker.display()
+        );
+        crate::logging::LOGGING_ENABLED.store(false, Ordering::SeqCst);
+        agent.frozen = true;
+    }
     if let Err(e) = process::install_signal_flag(&QUIT) {
         log::error!("failed to install signal handlers: {e}");
         return ExitCode::FAILURE;
@@ -208,6 +234,9 @@ fn run(config: &Config) -> ExitCode {
             }
         }
     }
+    // SIGTERM/SIGINT while frozen: thaw and run the thaw hook before exiting (qemu-ga
+    // ignores the signal then).
+    crate::commands::freeze::thaw_on_exit(&mut agent);
     if let Err(e) = agent.state.release_unused() {
         log::warn!("{e}");
     }

@@ -171,6 +171,7 @@ where
                 return Ok(ClientEnd::Gone);
             }
         };
+        crate::commands::freeze::sync_watchdog(agent);
         if let Err(e) = session.feed(agent, &buf[..n], &mut writer) {
             log::debug!("client write failed: {e}");
             return Ok(ClientEnd::Gone);
@@ -196,7 +197,9 @@ where
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             match (&mut &*self.stream).write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && !self.quit.load(Ordering::SeqCst) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        && !self.quit.load(Ordering::SeqCst) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     return Err(io::Error::other("the agent is quitting"));
                 }
@@ -257,7 +260,8 @@ fn serve_port(agent: &mut Agent, port: &File, quit: &AtomicBool) -> Result<Stop,
         match (&mut &*port).read(&mut buf) {
             Ok(0) => std::thread::sleep(HANGUP_SLEEP),
             Ok(n) => {
-                        if let Err(e) = session.feed(agent, &buf[..n], &mut PortWriter(port)) {
+                crate::commands::freeze::sync_watchdog(agent);
+                if let Err(e) = session.feed(agent, &buf[..n], &mut PortWriter(port)) {
                     log::warn!("failed to write a reply: {e}");
                 }
             }

@@ -7,10 +7,12 @@
 #![deny(missing_docs)]
 
 pub mod files;
+pub mod storage;
 pub mod system;
 pub mod types;
 
 pub use files::*;
+pub use storage::*;
 pub use system::*;
 pub use types::*;
 
@@ -119,6 +121,22 @@ commands! {
     GuestGetLoad = "guest-get-load", NoArgs => GuestLoadAverage;
     /// The IPv4 and IPv6 routes.
     GuestNetworkGetRoute = "guest-network-get-route", NoArgs => Vec<GuestNetworkRoute>;
+    /// Whether the agent has frozen the filesystems.
+    GuestFsfreezeStatus = "guest-fsfreeze-status", NoArgs => storage::GuestFsfreezeStatus, ALLOWED_WHILE_FROZEN = true;
+    /// Freezes every mounted filesystem; returns how many were frozen.
+    GuestFsfreezeFreeze = "guest-fsfreeze-freeze", NoArgs => i64;
+    /// Freezes the listed mount points (all without a list); returns how many were frozen.
+    GuestFsfreezeFreezeList = "guest-fsfreeze-freeze-list", FreezeListArgs => i64;
+    /// Thaws the filesystems; returns how many were thawed.
+    GuestFsfreezeThaw = "guest-fsfreeze-thaw", NoArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    /// Discards unused blocks of every mounted filesystem.
+    GuestFstrim = "guest-fstrim", FstrimArgs => GuestFilesystemTrimResponse;
+    /// The disks and partitions.
+    GuestGetDisks = "guest-get-disks", NoArgs => Vec<GuestDiskInfo>;
+    /// The mounted filesystems and the disks they live on.
+    GuestGetFsinfo = "guest-get-fsinfo", NoArgs => Vec<GuestFilesystemInfo>;
+    /// I/O counters of the block devices.
+    GuestGetDiskstats = "guest-get-diskstats", NoArgs => Vec<GuestDiskStatsInfo>;
 }
 
 /// The order in which qemu-ga 10.x registers its Linux commands. `-b help` lists commands

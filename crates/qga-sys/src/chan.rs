@@ -28,7 +28,7 @@ use nix::sys::socket::{
     self, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, SockaddrLike, SockaddrStorage,
     VsockAddr,
 };
-use nix::sys::termios::{self, ControlFlags, FlushArg, SetArg};
+use nix::sys::termios::{self, FlushArg, SetArg};
 
 use crate::SysError;
 
@@ -37,12 +37,12 @@ use crate::SysError;
 pub fn set_tty_raw(fd: BorrowedFd<'_>) -> Result<(), SysError> {
     let mut tio = termios::tcgetattr(fd).map_err(|e| SysError::errno("tcgetattr", e))?;
     termios::cfmakeraw(&mut tio);
-    tio.control_flags |= ControlFlags::CLOCAL | ControlFlags::CREAD;
     // The speed goes into the CBAUD bits of c_cflag, which is what cfset[io]speed do on
     // Linux. Calling them is avoided: the libc crate binds them to a symbol version that
-    // glibc's static library lacks, which breaks the static build.
+    // glibc's static library lacks, which breaks the static build. (The flags are set on
+    // the raw struct: converting nix's wrapper drops changes made to its public fields.)
     let mut raw = libc::termios::from(tio);
-    raw.c_cflag = (raw.c_cflag & !libc::CBAUD) | libc::B38400;
+    raw.c_cflag = (raw.c_cflag & !libc::CBAUD) | libc::B38400 | libc::CLOCAL | libc::CREAD;
     raw.c_ispeed = libc::B38400;
     raw.c_ospeed = libc::B38400;
     let tio = termios::Termios::from(raw);
@@ -133,7 +133,8 @@ pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Res
         i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
         i64::from(timeout.subsec_micros()),
     );
-    socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv).map_err(|e| SysError::errno("setsockopt", e))
+    socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv)
+        .map_err(|e| SysError::errno("setsockopt", e))
 }
 
 /// First descriptor passed by systemd socket activation.
@@ -469,6 +470,7 @@ mod tests {
 
     #[test]
     fn test_set_tty_raw_on_pty() {
+        use nix::sys::termios::{BaudRate, ControlFlags};
         let Ok(pty) = nix::pty::openpty(None, None) else {
             eprintln!("no pty available, skipped");
             return;

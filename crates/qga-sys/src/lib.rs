@@ -12,18 +12,23 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("qga-sys supports Linux only for now");
 
+pub mod blockdev;
 pub mod chan;
 pub mod clock;
 pub mod cpu;
+pub mod diskstats;
 mod error;
 pub mod exec;
 pub mod file;
+pub mod freeze;
 pub mod helper;
 pub mod host;
 pub mod keyfile;
 pub mod memory;
 pub mod memory_tuning;
+pub mod mounts;
 pub mod net;
+pub mod nvme;
 pub mod osinfo;
 pub mod password;
 pub mod power;

@@ -3,9 +3,11 @@
 
 mod exec;
 mod files;
+pub(crate) mod freeze;
 mod identity;
 mod network;
 mod power;
 mod session;
+mod storage;
 mod system;
 mod users_keys;

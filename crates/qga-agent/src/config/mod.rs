@@ -141,6 +141,12 @@ pub struct Config {
     /// Our extension, key `max-exec-output`: bytes of captured output held for all guest-exec
     /// processes together.
     pub max_exec_output: Option<u64>,
+    /// Our extension, key `fsfreeze-watchdog`: seconds after which frozen filesystems are
+    /// thawed if no guest-fsfreeze-thaw came (`None` or 0: never).
+    pub fsfreeze_watchdog: Option<u64>,
+    /// Our extension, key `fsfreeze-hook-timeout`: seconds a run of the fsfreeze hook may
+    /// take before it is killed (`None`: the built-in default; 0: no limit).
+    pub fsfreeze_hook_timeout: Option<u64>,
 }
 
 impl Default for Config {
@@ -162,6 +168,8 @@ impl Default for Config {
             max_file_handles: None,
             max_exec_records: None,
             max_exec_output: None,
+            fsfreeze_watchdog: None,
+            fsfreeze_hook_timeout: None,
         }
     }
 }
@@ -374,6 +382,8 @@ fn apply_keyfile(kf: &KeyFile, cfg: &mut Config, method: &mut String) -> Result<
         ("max-file-handles", &mut cfg.max_file_handles),
         ("max-exec-records", &mut cfg.max_exec_records),
         ("max-exec-output", &mut cfg.max_exec_output),
+        ("fsfreeze-watchdog", &mut cfg.fsfreeze_watchdog),
+        ("fsfreeze-hook-timeout", &mut cfg.fsfreeze_hook_timeout),
     ] {
         if let Some(v) = kf.string(g, key)? {
             *slot = Some(
@@ -439,6 +449,8 @@ pub fn dump(config: &Config) -> String {
         ("max-file-handles", config.max_file_handles),
         ("max-exec-records", config.max_exec_records),
         ("max-exec-output", config.max_exec_output),
+        ("fsfreeze-watchdog", config.fsfreeze_watchdog),
+        ("fsfreeze-hook-timeout", config.fsfreeze_hook_timeout),
     ] {
         if let Some(v) = value {
             line(&mut out, key, &v.to_string());
