@@ -259,7 +259,10 @@ fn test_sigterm_while_client_stops_reading() {
     let pid = a.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let start = Instant::now();
-    assert!(wait_for(|| a.child.try_wait().unwrap().is_some(), 10), "agent stuck in a write");
+    assert!(
+        wait_for(|| a.child.try_wait().unwrap().is_some(), 10),
+        "agent stuck in a write"
+    );
     assert!(start.elapsed() < Duration::from_secs(5));
     drop(s.flush());
     drop(s);
