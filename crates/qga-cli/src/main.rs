@@ -67,6 +67,17 @@ enum Cmd {
     Vcpus,
     /// Load averages.
     Load,
+    /// Mounted filesystems, their sizes and disks.
+    Fsinfo,
+    /// Freeze the guest's filesystems (all, or the mount points given).
+    Freeze {
+        /// Mount points to freeze (default: all).
+        mountpoints: Vec<String>,
+    },
+    /// Thaw the guest's filesystems.
+    Thaw,
+    /// Discard unused blocks on the guest's filesystems.
+    Trim,
     /// Run a command in the guest and show its output; exits with its exit code.
     Exec {
         /// Feed this file (or `-` for standard input) to the command.
@@ -261,6 +272,40 @@ fn run(cli: &Cli, c: &mut Client<UnixStream>) -> Result<(String, u8), Failure> {
             } else {
                 format!("{:.2} {:.2} {:.2}", l.load1m, l.load5m, l.load15m)
             }
+        }
+        Cmd::Fsinfo => {
+            let f = c.execute::<s::GuestGetFsinfo>(&none)?;
+            if cli.json {
+                json(&f)
+            } else {
+                output::fsinfo(&f)
+            }
+        }
+        Cmd::Freeze { mountpoints } => {
+            let n = if mountpoints.is_empty() {
+                c.execute::<s::GuestFsfreezeFreeze>(&none)?
+            } else {
+                c.execute::<s::GuestFsfreezeFreezeList>(&s::FreezeListArgs {
+                    mountpoints: Some(mountpoints.clone()),
+                })?
+            };
+            if cli.json {
+                n.to_string()
+            } else {
+                format!("{n} filesystems frozen")
+            }
+        }
+        Cmd::Thaw => {
+            let n = c.execute::<s::GuestFsfreezeThaw>(&none)?;
+            if cli.json {
+                n.to_string()
+            } else {
+                format!("{n} filesystems thawed")
+            }
+        }
+        Cmd::Trim => {
+            let t = c.execute::<s::GuestFstrim>(&s::FstrimArgs { minimum: None })?;
+            if cli.json { json(&t) } else { output::trim(&t) }
         }
         Cmd::Exec {
             stdin,

@@ -146,6 +146,58 @@ pub(crate) fn vcpus(list: &[s::GuestLogicalProcessor]) -> String {
     table(&["cpu", "state", "can-offline"], &rows)
 }
 
+fn mb(v: Option<u64>) -> String {
+    v.map_or("-".into(), |b| format!("{:.1}", b as f64 / 1e6))
+}
+
+pub(crate) fn fsinfo(list: &[s::GuestFilesystemInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|f| {
+            let disks: Vec<String> = f
+                .disk
+                .iter()
+                .map(|d| d.dev.clone().unwrap_or_else(|| format!("{:?}", d.bus_type)))
+                .collect();
+            vec![
+                f.mountpoint.clone(),
+                f.fs_type.clone(),
+                f.name.clone(),
+                mb(f.used_bytes),
+                mb(f.total_bytes),
+                disks.join(" "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "mountpoint",
+            "type",
+            "device",
+            "used MB",
+            "total MB",
+            "disks",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn trim(t: &s::GuestFilesystemTrimResponse) -> String {
+    let rows: Vec<Vec<String>> = t
+        .paths
+        .iter()
+        .map(|p| {
+            let result = match (&p.error, p.trimmed) {
+                (Some(e), _) => e.clone(),
+                (None, Some(n)) => format!("{:.1} MB trimmed", n as f64 / 1e6),
+                (None, None) => "-".into(),
+            };
+            vec![p.path.clone(), result]
+        })
+        .collect();
+    table(&["path", "result"], &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

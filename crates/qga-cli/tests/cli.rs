@@ -82,6 +82,9 @@ fn test_ping_info_osinfo_and_json() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(v["host-name"].is_string());
     assert!(qga(&a.sock, &["osinfo"]).1.contains("kernel"));
+    let (code, out, _) = qga(&a.sock, &["fsinfo"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("mountpoint"), "{out}");
 }
 
 #[test]
