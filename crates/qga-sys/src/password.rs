@@ -1,15 +1,13 @@
 //! guest-set-user-password: `chpasswd` as qemu-ga uses it, and where there is none (BusyBox
 //! guests), a direct update of `/etc/shadow` (or `/etc/passwd` without shadow): the password
-//! hashed with SHA-512 crypt by the system's libcrypt, the file locked as shadow-utils
+//! hashed with SHA-512 crypt (in Rust, no libcrypt needed), the file locked as shadow-utils
 //! (`/etc/.pwd.lock`) and BusyBox (`/etc/shadow+`) lock it, written to the temporary file,
 //! synced and renamed, so a crash never leaves a half-written file.
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::helper::{self, HelperError};
@@ -93,82 +91,92 @@ fn random_salt() -> Result<String, PasswordError> {
         .collect())
 }
 
-type CryptRnFn =
-    unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void, c_int) -> *mut c_char;
-type CryptRFn = unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void) -> *mut c_char;
+/// The alphabet of crypt's base64.
+const CRYPT_B64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-#[derive(Debug, Clone, Copy)]
-enum CryptFn {
-    Rn(CryptRnFn),
-    R(CryptRFn),
-}
-
-/// libcrypt's `crypt_rn` (libxcrypt) or `crypt_r`, loaded at run time so that the agent
-/// does not need libcrypt to start.
-fn crypt_fn() -> Option<CryptFn> {
-    static FN: OnceLock<Option<CryptFn>> = OnceLock::new();
-    *FN.get_or_init(|| {
-        let mut handles = vec![libc::RTLD_DEFAULT];
-        for lib in [c"libcrypt.so.1", c"libcrypt.so.2", c"libcrypt.so"] {
-            // SAFETY: dlopen with a valid C string; the handle is kept for the process's life.
-            let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            if !h.is_null() {
-                handles.insert(0, h);
-            }
-        }
-        for h in handles {
-            // SAFETY: dlsym on a valid handle with a valid C string.
-            let rn = unsafe { libc::dlsym(h, c"crypt_rn".as_ptr()) };
-            if !rn.is_null() {
-                // SAFETY: libxcrypt's crypt_rn has exactly this signature.
-                return Some(CryptFn::Rn(unsafe {
-                    std::mem::transmute::<*mut c_void, CryptRnFn>(rn)
-                }));
-            }
-            // SAFETY: as above.
-            let r = unsafe { libc::dlsym(h, c"crypt_r".as_ptr()) };
-            if !r.is_null() {
-                // SAFETY: crypt_r has exactly this signature in glibc, libxcrypt and musl.
-                return Some(CryptFn::R(unsafe {
-                    std::mem::transmute::<*mut c_void, CryptRFn>(r)
-                }));
-            }
-        }
-        None
-    })
-}
-
-/// Bigger than `struct crypt_data` of glibc (131232 bytes) and libxcrypt (32768 bytes).
-const CRYPT_DATA_SIZE: usize = 256 * 1024;
-
-/// Hashes `password` with SHA-512 crypt (`$6$salt$…`) using the system's libcrypt.
-pub fn crypt_sha512(password: &[u8], salt: &str) -> Result<String, PasswordError> {
-    let func =
-        crypt_fn().ok_or_else(|| PasswordError::Crypt("libcrypt is not available".into()))?;
-    let phrase =
-        CString::new(password).map_err(|_| PasswordError::Crypt("NUL in password".into()))?;
-    let setting = CString::new(format!("$6${salt}"))
-        .map_err(|_| PasswordError::Crypt("NUL in salt".into()))?;
-    let mut data = vec![0u8; CRYPT_DATA_SIZE];
-    // SAFETY: both strings are NUL-terminated and `data` is a zeroed buffer larger than
-    // `struct crypt_data`; the result points into `data` (or is NULL) and is copied before
-    // `data` is dropped.
-    let out = unsafe {
-        let p = match func {
-            CryptFn::Rn(f) => f(
-                phrase.as_ptr(),
-                setting.as_ptr(),
-                data.as_mut_ptr().cast(),
-                CRYPT_DATA_SIZE as c_int,
-            ),
-            CryptFn::R(f) => f(phrase.as_ptr(), setting.as_ptr(), data.as_mut_ptr().cast()),
-        };
-        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-    };
-    match out {
-        Some(h) if h.starts_with("$6$") => Ok(h),
-        _ => Err(PasswordError::Crypt(strerror(&io::Error::last_os_error()))),
+/// SHA-512 of the concatenation of `parts`.
+fn sha512(parts: &[&[u8]]) -> [u8; 64] {
+    use sha2::Digest;
+    let mut h = sha2::Sha512::new();
+    for p in parts {
+        h.update(p);
     }
+    h.finalize().into()
+}
+
+/// `n` bytes taken from `digest` repeated as often as needed.
+fn repeat_to(digest: &[u8; 64], n: usize) -> Vec<u8> {
+    digest.iter().copied().cycle().take(n).collect()
+}
+
+/// Hashes `password` with SHA-512 crypt (`$6$salt$…`, 5000 rounds), the scheme of glibc's
+/// and libxcrypt's `crypt()`, implemented here from its public specification so that a
+/// static agent needs no libcrypt.
+pub fn crypt_sha512(password: &[u8], salt: &str) -> Result<String, PasswordError> {
+    const ROUNDS: usize = 5000;
+    let salt = &salt.as_bytes()[..salt.len().min(16)];
+    if salt.iter().any(|b| matches!(b, b'$' | b':' | b'\n' | 0)) {
+        return Err(PasswordError::Crypt("invalid salt".into()));
+    }
+    let p = password;
+    let b = sha512(&[p, salt, p]);
+    let mut a = sha2::Sha512::default();
+    {
+        use sha2::Digest;
+        a.update(p);
+        a.update(salt);
+        a.update(repeat_to(&b, p.len()));
+        let mut n = p.len();
+        while n > 0 {
+            if n & 1 == 1 {
+                a.update(b);
+            } else {
+                a.update(p);
+            }
+            n >>= 1;
+        }
+    }
+    let a: [u8; 64] = sha2::Digest::finalize(a).into();
+    let dp = sha512(&vec![p; p.len()]);
+    let p_seq = repeat_to(&dp, p.len());
+    let ds = sha512(&vec![salt; 16 + usize::from(a[0])]);
+    let s_seq = repeat_to(&ds, salt.len());
+    let mut c = a;
+    for round in 0..ROUNDS {
+        let odd = round % 2 == 1;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
+        parts.push(if odd { &p_seq } else { &c });
+        if round % 3 != 0 {
+            parts.push(&s_seq);
+        }
+        if round % 7 != 0 {
+            parts.push(&p_seq);
+        }
+        parts.push(if odd { &c } else { &p_seq });
+        c = sha512(&parts);
+    }
+    let mut out = format!("$6${}$", String::from_utf8_lossy(salt));
+    let mut put = |w: u32, n: usize| {
+        let mut w = w;
+        for _ in 0..n {
+            out.push(char::from(CRYPT_B64[(w & 0x3f) as usize]));
+            w >>= 6;
+        }
+    };
+    for i in 0..21 {
+        // Byte triples (i, i+21, i+42), rotated as the scheme prescribes.
+        let (x, y, z) = match i % 3 {
+            0 => (i, i + 21, i + 42),
+            1 => (i + 21, i + 42, i),
+            _ => (i + 42, i, i + 21),
+        };
+        put(
+            (u32::from(c[x]) << 16) | (u32::from(c[y]) << 8) | u32::from(c[z]),
+            4,
+        );
+    }
+    put(u32::from(c[63]), 2);
+    Ok(out)
 }
 
 /// Replaces the password (second field) of `user`'s line in a shadow or passwd text, and

@@ -1,5 +1,5 @@
 //! Tests of the password fallback: the shadow/passwd update on a temporary root, and
-//! SHA-512 crypt through libcrypt.
+//! SHA-512 crypt against the specification's test vector.
 
 use std::os::unix::fs::PermissionsExt;
 
