@@ -1,0 +1,150 @@
+//! The libvirt suite: virsh commands against a transient domain running our agent and, where
+//! Debian's qemu-ga is installed, the same domain running the reference.
+
+use std::time::{Duration, Instant};
+
+use qga_vmtests::env::TestEnv;
+use qga_vmtests::image::{self, Image};
+use qga_vmtests::libvirt::{self, Domain, VIRSH_CASES};
+use qga_vmtests::report::{self, Run};
+use qga_vmtests::suite::{CheckResult, Outcome};
+use qga_vmtests::vm::{self, Accel, Flavour};
+
+fn result(name: &str, outcome: Outcome, detail: String) -> CheckResult {
+    CheckResult {
+        transport: "libvirt".into(),
+        name: name.into(),
+        outcome,
+        detail,
+    }
+}
+
+fn listed_commands(dom: &Domain) -> Vec<String> {
+    let out = libvirt::virsh(
+        &[
+            "qemu-agent-command",
+            &dom.name,
+            r#"{"execute":"guest-info"}"#,
+        ],
+        Duration::from_secs(30),
+    );
+    let Ok(out) = out else { return Vec::new() };
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_default();
+    j.pointer("/return/supported_commands")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_flavour(env: &TestEnv, image: &Image, accel: Accel, flavour: Flavour) -> Run {
+    let mut run = Run {
+        label: flavour.name().to_string(),
+        ..Run::default()
+    };
+    let dom = match Domain::create(env, image, accel, flavour) {
+        Ok(d) => d,
+        Err(e) => {
+            run.results.push(result("virsh create", Outcome::Fail, e.0));
+            return run;
+        }
+    };
+    match dom.wait_agent(Duration::from_secs(120)) {
+        Ok(d) => run.first_reply.push(("libvirt".into(), d)),
+        Err(e) => {
+            run.results.push(result("first-reply", Outcome::Fail, e.0));
+            return run;
+        }
+    }
+    let listed = listed_commands(&dom);
+    if flavour == Flavour::Reference {
+        let out = libvirt::virsh(
+            &[
+                "qemu-agent-command",
+                &dom.name,
+                r#"{"execute":"guest-info"}"#,
+            ],
+            Duration::from_secs(30),
+        );
+        if let Some(v) = out
+            .ok()
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o.stdout.trim()).ok())
+            && let Some(ver) = v.pointer("/return/version").and_then(|v| v.as_str())
+        {
+            run.label = format!("qemu-ga {ver}");
+        }
+    }
+    for case in VIRSH_CASES {
+        let missing: Vec<&str> = case
+            .needs
+            .iter()
+            .copied()
+            .filter(|n| !listed.iter().any(|l| l == n))
+            .collect();
+        if !missing.is_empty() {
+            run.results.push(result(
+                case.name,
+                Outcome::Skip,
+                format!("pending: waits for {}", missing.join(", ")),
+            ));
+            continue;
+        }
+        if !dom.running() {
+            run.results.push(result(
+                case.name,
+                Outcome::Fail,
+                "the domain is not running".into(),
+            ));
+            continue;
+        }
+        let mut r = dom.run_case(case);
+        if r.outcome == Outcome::Pass && case.args.first() == Some(&"shutdown") {
+            let t = Instant::now();
+            while dom.running() && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if dom.running() {
+                r.outcome = Outcome::Fail;
+                r.detail = "the domain still runs 60 s after shutdown --mode agent".into();
+            } else {
+                r.detail = format!("domain shut off {:.1?} after the request", t.elapsed());
+            }
+        }
+        run.results.push(r);
+    }
+    dom.destroy();
+    run
+}
+
+#[test]
+#[ignore = "needs the VM tier: run scripts/vmtest"]
+fn virsh_commands_through_libvirt() {
+    let env = TestEnv::from_env().expect("environment");
+    let check = libvirt::virsh(&["uri"], Duration::from_secs(20)).expect("virsh");
+    assert!(
+        check.ok,
+        "libvirtd is not reachable at {}: {}",
+        libvirt::URI,
+        check.stderr
+    );
+    let image = image::build(&env).expect("image");
+    let (accel, why) = vm::choose_accel(&env, &image);
+    println!("accelerator: {} ({why})", accel.name());
+    let ours = run_flavour(&env, &image, accel, Flavour::Ours);
+    let reference = image
+        .has_reference
+        .then(|| run_flavour(&env, &image, accel, Flavour::Reference));
+    let compat = std::fs::read_to_string(&env.compat_doc).unwrap_or_default();
+    let (text, verdict) = report::side_by_side(&ours, reference.as_ref(), &compat);
+    println!("{text}");
+    let _ = std::fs::write(env.work.join("report-libvirt.txt"), &text);
+    report::write_summary(&env.work, "libvirt", &verdict);
+    assert!(
+        verdict.failures.is_empty(),
+        "failures:\n{}",
+        verdict.failures.join("\n")
+    );
+}
