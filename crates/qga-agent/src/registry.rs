@@ -17,6 +17,13 @@ pub trait Handle: Command {
     fn audit(_args: &Self::Args) -> Option<String> {
         None
     }
+
+    /// Turns the return value into the reply's value. The default goes through serde; a
+    /// command returning tens of MiB (guest-file-read) builds it directly, moving its data.
+    fn into_value(ret: Self::Ret) -> Result<Value, CommandError> {
+        let json = serde_json::to_value(&ret).map_err(|e| CommandError::Failed(e.to_string()))?;
+        Ok(Value::from_json(json))
+    }
 }
 
 /// One row of the command table.
@@ -50,8 +57,7 @@ fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, Comman
     if !C::SUCCESS_RESPONSE {
         return Ok(None);
     }
-    let json = serde_json::to_value(&ret).map_err(|e| CommandError::Failed(e.to_string()))?;
-    Ok(Some(Value::from_json(json)))
+    C::into_value(ret).map(Some)
 }
 
 const fn spec<C: Handle>() -> CommandSpec {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use qga_proto::b64;
+use qga_proto::{Dict, Value, b64};
 use qga_schema::{
     Empty, FileHandleArgs, FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, GuestFileClose,
     GuestFileFlush, GuestFileOpen, GuestFileRead, GuestFileSeek, GuestFileWhence, GuestFileWrite,
@@ -125,6 +125,15 @@ impl Handle for GuestFileRead {
             eof: r.eof,
         })
     }
+
+    fn into_value(ret: files::GuestFileRead) -> Result<Value, CommandError> {
+        // Members in the schema's order, as serde would give them; the base64 text moves.
+        let mut d = Dict::new();
+        d.insert("count", Value::Int(ret.count));
+        d.insert("buf-b64", Value::Str(ret.buf_b64));
+        d.insert("eof", Value::Bool(ret.eof));
+        Ok(Value::Dict(d))
+    }
 }
 
 impl Handle for GuestFileWrite {
@@ -187,6 +196,20 @@ impl Handle for GuestFileFlush {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_file_read_value_same_as_serde() {
+        let ret = files::GuestFileRead {
+            count: 3,
+            buf_b64: "YWJj".into(),
+            eof: true,
+        };
+        let via_serde = Value::from_json(serde_json::to_value(&ret).unwrap());
+        assert_eq!(
+            <GuestFileRead as Handle>::into_value(ret).unwrap(),
+            via_serde
+        );
+    }
 
     #[test]
     fn test_parse_mode_table_exact() {
