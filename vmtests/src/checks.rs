@@ -14,16 +14,17 @@ use serde_json::{Value as Json, json};
 use crate::suite::{CheckFn, CheckResult, Ctx, Outcome};
 use crate::vm::{Transport, Vm};
 
-const SHELL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a command in the guest's control shell may take.
+pub(crate) const SHELL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends a request; returns the whole reply.
-fn call(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
+pub(crate) fn call(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
     let r = ctx.request(&req.to_string())?;
     crate::suite::json_of(&r)
 }
 
 /// Sends a request; returns its `return` member (an error reply is the error).
-fn ok(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
+pub(crate) fn ok(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
     let j = call(ctx, req)?;
     j.get("return")
         .cloned()
@@ -40,7 +41,7 @@ fn fails(ctx: &mut Ctx<'_>, req: &Json) -> Result<String, String> {
 }
 
 /// Runs a command in the guest's control shell; a non-zero status is an error.
-fn sh(ctx: &mut Ctx<'_>, cmd: &str) -> Result<String, String> {
+pub(crate) fn sh(ctx: &mut Ctx<'_>, cmd: &str) -> Result<String, String> {
     let (status, out) = ctx.vm.shell(cmd, SHELL_TIMEOUT).map_err(|e| e.0)?;
     if status == 0 {
         Ok(out)
@@ -73,7 +74,8 @@ fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-fn tag(ctx: &Ctx<'_>) -> &'static str {
+/// A short name of the transport, to keep files of the two runs apart.
+pub(crate) fn tag(ctx: &Ctx<'_>) -> &'static str {
     match ctx.transport {
         Transport::VirtioSerial => "virtio",
         Transport::IsaSerial => "isa",

@@ -276,6 +276,22 @@ fn short(s: &str) -> String {
     }
 }
 
+/// The end of a suite run: prints the side-by-side report, saves it and the summary under
+/// `env.work` as `report-<name>.txt`, and returns the verdict's failures (empty when it passed).
+pub fn conclude(
+    env: &crate::env::TestEnv,
+    name: &str,
+    ours: &Run,
+    reference: Option<&Run>,
+) -> Vec<String> {
+    let compat = std::fs::read_to_string(&env.compat_doc).unwrap_or_default();
+    let (text, verdict) = side_by_side(ours, reference, &compat);
+    println!("{text}");
+    let _ = std::fs::write(env.work.join(format!("report-{name}.txt")), &text);
+    write_summary(&env.work, name, &verdict);
+    verdict.failures
+}
+
 /// Writes `work/summary-<name>.txt` (`passed failed skipped`), which scripts/vmtest adds up.
 pub fn write_summary(work: &std::path::Path, name: &str, v: &Verdict) {
     let _ = std::fs::write(

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+use crate::checks::{SHELL_TIMEOUT, call, ok, sh, tag};
 use crate::image;
 use crate::suite::Ctx;
-use crate::vm::Transport;
 
 /// Where rcS mounts the data disk (ext4 on virtio-blk, `/dev/vda`).
 pub const DATA_MOUNT: &str = "/mnt/data";
@@ -22,41 +22,9 @@ pub const DATA_MOUNT: &str = "/mnt/data";
 pub const DATA_DISK: &str = "vda";
 /// How long a write to the frozen disk must stay blocked.
 const FROZEN_WAIT: Duration = Duration::from_millis(1500);
-const SHELL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Sends a request; returns the whole reply.
-fn call(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
-    let r = ctx.request(&req.to_string())?;
-    crate::suite::json_of(&r)
-}
-
-/// Sends a request; returns its `return` member (an error reply is the error).
-fn ok(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
-    let j = call(ctx, req)?;
-    j.get("return")
-        .cloned()
-        .ok_or_else(|| format!("{req}: {j}"))
-}
 
 fn cmd(name: &str) -> Json {
     json!({ "execute": name })
-}
-
-/// Runs a command in the guest's control shell; a non-zero status is an error.
-fn sh(ctx: &mut Ctx<'_>, command: &str) -> Result<String, String> {
-    let (status, out) = ctx.vm.shell(command, SHELL_TIMEOUT).map_err(|e| e.0)?;
-    if status == 0 {
-        Ok(out)
-    } else {
-        Err(format!("guest `{command}` exited {status}: {}", out.trim()))
-    }
-}
-
-fn tag(ctx: &Ctx<'_>) -> &'static str {
-    match ctx.transport {
-        Transport::VirtioSerial => "virtio",
-        Transport::IsaSerial => "isa",
-    }
 }
 
 fn status(ctx: &mut Ctx<'_>) -> Result<String, String> {

@@ -108,14 +108,6 @@ fn agent_end_to_end_in_guest() {
     let reference = image
         .has_reference
         .then(|| run_flavour(&env, &image, accel, Flavour::Reference));
-    let compat = std::fs::read_to_string(&env.compat_doc).unwrap_or_default();
-    let (text, verdict) = report::side_by_side(&ours, reference.as_ref(), &compat);
-    println!("{text}");
-    let _ = std::fs::write(env.work.join("report-guest.txt"), &text);
-    report::write_summary(&env.work, "guest", &verdict);
-    assert!(
-        verdict.failures.is_empty(),
-        "failures:\n{}",
-        verdict.failures.join("\n")
-    );
+    let failures = report::conclude(&env, "guest", &ours, reference.as_ref());
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }

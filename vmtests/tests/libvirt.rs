@@ -137,14 +137,6 @@ fn virsh_commands_through_libvirt() {
     let reference = image
         .has_reference
         .then(|| run_flavour(&env, &image, accel, Flavour::Reference));
-    let compat = std::fs::read_to_string(&env.compat_doc).unwrap_or_default();
-    let (text, verdict) = report::side_by_side(&ours, reference.as_ref(), &compat);
-    println!("{text}");
-    let _ = std::fs::write(env.work.join("report-libvirt.txt"), &text);
-    report::write_summary(&env.work, "libvirt", &verdict);
-    assert!(
-        verdict.failures.is_empty(),
-        "failures:\n{}",
-        verdict.failures.join("\n")
-    );
+    let failures = report::conclude(&env, "libvirt", &ours, reference.as_ref());
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
