@@ -1,5 +1,9 @@
 //! Which commands are enabled: the allow list, the block list and the frozen state,
 //! decided in this one place with QEMU 10.2's precedence.
+//!
+//! A list item is a command name or a group from the schema, written `@file`, `@exec`... (our
+//! extension; no qemu-ga command name starts with `@`). Unknown groups are refused when the
+//! configuration is loaded ([`unknown_groups`]), so a typo cannot silently allow everything.
 
 use std::collections::HashSet;
 
@@ -29,9 +33,25 @@ impl Policy {
         if frozen {
             return spec.allowed_while_frozen;
         }
-        let allowed = self.allow.as_ref().is_none_or(|a| a.contains(spec.name));
-        allowed && !self.block.contains(spec.name)
+        let allowed = self.allow.as_ref().is_none_or(|a| matches(a, spec));
+        allowed && !matches(&self.block, spec)
     }
+}
+
+/// Whether `list` names `spec` or its group.
+fn matches(list: &HashSet<String>, spec: &CommandSpec) -> bool {
+    list.contains(spec.name)
+        || list
+            .iter()
+            .any(|item| item.strip_prefix('@') == Some(spec.group.name()))
+}
+
+/// The items of `list` that look like groups (`@name`) but name none.
+pub fn unknown_groups(list: &[String]) -> Vec<&str> {
+    list.iter()
+        .filter_map(|item| item.strip_prefix('@'))
+        .filter(|g| qga_schema::Group::find(g).is_none())
+        .collect()
 }
 
 #[cfg(test)]
@@ -64,5 +84,36 @@ mod tests {
         assert!(both.is_enabled(time, false));
         // Frozen overrides the block list for freeze-safe commands (QEMU >= 9.1).
         assert!(both.is_enabled(ping, true));
+    }
+
+    #[test]
+    fn test_groups_in_lists() {
+        let exec = find("guest-exec").unwrap();
+        let status = find("guest-exec-status").unwrap();
+        let open = find("guest-file-open").unwrap();
+        let ping = find("guest-ping").unwrap();
+        let no_exec = Policy::new(&[], &names(&["@exec"]));
+        assert!(!no_exec.is_enabled(exec, false));
+        assert!(!no_exec.is_enabled(status, false));
+        assert!(no_exec.is_enabled(open, false));
+        let core_only = Policy::new(&names(&["@core", "guest-file-open"]), &[]);
+        assert!(core_only.is_enabled(ping, false));
+        assert!(core_only.is_enabled(open, false));
+        assert!(!core_only.is_enabled(exec, false));
+        assert_eq!(
+            unknown_groups(&names(&["@file", "@nope", "guest-x", "@"])),
+            ["nope", ""]
+        );
+    }
+
+    #[test]
+    fn test_every_group_has_a_command() {
+        for g in qga_schema::Group::ALL {
+            assert!(
+                crate::registry::COMMANDS.iter().any(|c| c.group == *g),
+                "{}",
+                g.name()
+            );
+        }
     }
 }

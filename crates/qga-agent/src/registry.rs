@@ -35,6 +35,8 @@ pub struct CommandSpec {
     pub success_response: bool,
     /// Whether the command stays enabled while frozen.
     pub allowed_while_frozen: bool,
+    /// The policy group (`@file`, ...) from the schema.
+    pub group: s::Group,
     run: fn(&mut Agent, Dict) -> Result<Option<Value>, CommandError>,
 }
 
@@ -65,6 +67,7 @@ const fn spec<C: Handle>() -> CommandSpec {
         name: C::NAME,
         success_response: C::SUCCESS_RESPONSE,
         allowed_while_frozen: C::ALLOWED_WHILE_FROZEN,
+        group: C::GROUP,
         run: run::<C>,
     }
 }

@@ -24,22 +24,91 @@ pub trait Command {
     const SUCCESS_RESPONSE: bool = true;
     /// Whether the command stays enabled while filesystems are frozen.
     const ALLOWED_WHILE_FROZEN: bool = false;
+    /// The policy group (`@file`, `@exec`...) allow and block lists can name.
+    const GROUP: Group;
     /// The `arguments` object.
     type Args: serde::Serialize + serde::de::DeserializeOwned;
     /// The `return` value.
     type Ret: serde::Serialize + serde::de::DeserializeOwned;
 }
 
+/// A policy group: a set of commands an allow or block list can name as `@<name>`, so a
+/// policy stays right when commands are added. Each command belongs to exactly one group,
+/// written first on its line in [`commands!`] (`@file GuestFileOpen = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Group {
+    name: &'static str,
+    doc: &'static str,
+}
+
+impl Group {
+    /// Every group with a one-line description, in the order the documentation lists them.
+    pub const ALL: &'static [Group] = &[
+        Group::new("core", "protocol: sync, sync-delimited, ping, info"),
+        Group::new("inventory", "read-only queries of the guest's state"),
+        Group::new("file", "guest-file-*: open, read, write any file"),
+        Group::new("exec", "guest-exec and guest-exec-status: run any program"),
+        Group::new("auth", "passwords and SSH authorized keys"),
+        Group::new("freeze", "fsfreeze status, freeze and thaw"),
+        Group::new(
+            "system",
+            "changes to the guest: time, vCPUs, memory blocks, fstrim",
+        ),
+        Group::new("power", "shutdown and suspend"),
+    ];
+
+    const fn new(name: &'static str, doc: &'static str) -> Group {
+        Group { name, doc }
+    }
+
+    /// The name without the `@`, e.g. `file`.
+    pub const fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// A one-line description.
+    pub const fn doc(self) -> &'static str {
+        self.doc
+    }
+
+    /// The group called `name` (without `@`), if there is one.
+    pub fn find(name: &str) -> Option<Group> {
+        Group::ALL.iter().copied().find(|g| g.name == name)
+    }
+
+    /// The group called `name`; evaluated at compile time, so a misspelt group in
+    /// [`commands!`] does not build.
+    const fn named(name: &str) -> Group {
+        let mut i = 0;
+        while i < Group::ALL.len() {
+            let g = Group::ALL[i];
+            if g.name.len() == name.len() {
+                let (a, b) = (g.name.as_bytes(), name.as_bytes());
+                let mut j = 0;
+                while j < a.len() && a[j] == b[j] {
+                    j += 1;
+                }
+                if j == a.len() {
+                    return g;
+                }
+            }
+            i += 1;
+        }
+        panic!("unknown command group")
+    }
+}
+
 macro_rules! commands {
     ($(
         $(#[$doc:meta])*
-        $ty:ident = $name:literal, $args:ty => $ret:ty $(, $flag:ident = $val:expr)*;
+        @$group:ident $ty:ident = $name:literal, $args:ty => $ret:ty $(, $flag:ident = $val:expr)*;
     )*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $ty;
         impl Command for $ty {
             const NAME: &'static str = $name;
+            const GROUP: Group = Group::named(stringify!($group));
             $(const $flag: bool = $val;)*
             type Args = $args;
             type Ret = $ret;
@@ -50,93 +119,94 @@ macro_rules! commands {
     };
 }
 
+// One line per command: `@group Type = "wire-name", Args => Ret, FLAGS...;`.
 commands! {
     /// Echoes `id`; the reply is preceded by a 0xFF byte so a client can resynchronise.
-    GuestSyncDelimited = "guest-sync-delimited", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    @core GuestSyncDelimited = "guest-sync-delimited", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
     /// Echoes `id`, to synchronise a client with the agent's reply stream.
-    GuestSync = "guest-sync", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    @core GuestSync = "guest-sync", SyncArgs => i64, ALLOWED_WHILE_FROZEN = true;
     /// Checks that the agent answers.
-    GuestPing = "guest-ping", NoArgs => Empty, ALLOWED_WHILE_FROZEN = true;
+    @core GuestPing = "guest-ping", NoArgs => Empty, ALLOWED_WHILE_FROZEN = true;
     /// The guest's wall-clock time in nanoseconds since the epoch.
-    GuestGetTime = "guest-get-time", NoArgs => i64;
+    @inventory GuestGetTime = "guest-get-time", NoArgs => i64;
     /// Opens a file in the guest and returns a handle.
-    GuestFileOpen = "guest-file-open", FileOpenArgs => i64;
+    @file GuestFileOpen = "guest-file-open", FileOpenArgs => i64;
     /// Closes a handle.
-    GuestFileClose = "guest-file-close", FileHandleArgs => Empty;
+    @file GuestFileClose = "guest-file-close", FileHandleArgs => Empty;
     /// Reads from a handle.
-    GuestFileRead = "guest-file-read", FileReadArgs => files::GuestFileRead;
+    @file GuestFileRead = "guest-file-read", FileReadArgs => files::GuestFileRead;
     /// Writes to a handle.
-    GuestFileWrite = "guest-file-write", FileWriteArgs => files::GuestFileWrite;
+    @file GuestFileWrite = "guest-file-write", FileWriteArgs => files::GuestFileWrite;
     /// Moves a handle's position.
-    GuestFileSeek = "guest-file-seek", FileSeekArgs => files::GuestFileSeek;
+    @file GuestFileSeek = "guest-file-seek", FileSeekArgs => files::GuestFileSeek;
     /// Flushes a handle.
-    GuestFileFlush = "guest-file-flush", FileHandleArgs => Empty;
+    @file GuestFileFlush = "guest-file-flush", FileHandleArgs => Empty;
     /// Status and output of a process started by guest-exec.
-    GuestExecStatus = "guest-exec-status", ExecStatusArgs => files::GuestExecStatus;
+    @exec GuestExecStatus = "guest-exec-status", ExecStatusArgs => files::GuestExecStatus;
     /// Starts a process.
-    GuestExec = "guest-exec", ExecArgs => files::GuestExec;
+    @exec GuestExec = "guest-exec", ExecArgs => files::GuestExec;
     /// The agent's version and its commands with their state.
-    GuestInfo = "guest-info", NoArgs => GuestAgentInfo, ALLOWED_WHILE_FROZEN = true;
+    @core GuestInfo = "guest-info", NoArgs => GuestAgentInfo, ALLOWED_WHILE_FROZEN = true;
     /// The guest's host name.
-    GuestGetHostName = "guest-get-host-name", NoArgs => GuestHostName;
+    @inventory GuestGetHostName = "guest-get-host-name", NoArgs => GuestHostName;
     /// Users logged in to the guest.
-    GuestGetUsers = "guest-get-users", NoArgs => Vec<GuestUser>;
+    @inventory GuestGetUsers = "guest-get-users", NoArgs => Vec<GuestUser>;
     /// The guest's time zone.
-    GuestGetTimezone = "guest-get-timezone", NoArgs => GuestTimezone;
+    @inventory GuestGetTimezone = "guest-get-timezone", NoArgs => GuestTimezone;
     /// The guest's operating system.
-    GuestGetOsinfo = "guest-get-osinfo", NoArgs => GuestOsInfo;
+    @inventory GuestGetOsinfo = "guest-get-osinfo", NoArgs => GuestOsInfo;
     /// Sets the system time (and the RTC), or without `time` the system time from the RTC.
-    GuestSetTime = "guest-set-time", SetTimeArgs => Empty;
+    @system GuestSetTime = "guest-set-time", SetTimeArgs => Empty;
     /// Powers off, halts or reboots the guest (no reply on success).
-    GuestShutdown = "guest-shutdown", ShutdownArgs => Empty, SUCCESS_RESPONSE = false;
+    @power GuestShutdown = "guest-shutdown", ShutdownArgs => Empty, SUCCESS_RESPONSE = false;
     /// Hibernates the guest (no reply on success).
-    GuestSuspendDisk = "guest-suspend-disk", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    @power GuestSuspendDisk = "guest-suspend-disk", NoArgs => Empty, SUCCESS_RESPONSE = false;
     /// Suspends the guest to RAM (no reply on success).
-    GuestSuspendRam = "guest-suspend-ram", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    @power GuestSuspendRam = "guest-suspend-ram", NoArgs => Empty, SUCCESS_RESPONSE = false;
     /// Hibernates and suspends to RAM (no reply on success).
-    GuestSuspendHybrid = "guest-suspend-hybrid", NoArgs => Empty, SUCCESS_RESPONSE = false;
+    @power GuestSuspendHybrid = "guest-suspend-hybrid", NoArgs => Empty, SUCCESS_RESPONSE = false;
     /// The network interfaces with their addresses and counters.
-    GuestNetworkGetInterfaces = "guest-network-get-interfaces", NoArgs => Vec<GuestNetworkInterface>;
+    @inventory GuestNetworkGetInterfaces = "guest-network-get-interfaces", NoArgs => Vec<GuestNetworkInterface>;
     /// The logical processors.
-    GuestGetVcpus = "guest-get-vcpus", NoArgs => Vec<GuestLogicalProcessor>;
+    @inventory GuestGetVcpus = "guest-get-vcpus", NoArgs => Vec<GuestLogicalProcessor>;
     /// Brings logical processors online or offline; returns how many were processed.
-    GuestSetVcpus = "guest-set-vcpus", SetVcpusArgs => i64;
+    @system GuestSetVcpus = "guest-set-vcpus", SetVcpusArgs => i64;
     /// Sets an account's password.
-    GuestSetUserPassword = "guest-set-user-password", SetUserPasswordArgs => Empty;
+    @auth GuestSetUserPassword = "guest-set-user-password", SetUserPasswordArgs => Empty;
     /// The memory blocks.
-    GuestGetMemoryBlocks = "guest-get-memory-blocks", NoArgs => Vec<GuestMemoryBlock>;
+    @inventory GuestGetMemoryBlocks = "guest-get-memory-blocks", NoArgs => Vec<GuestMemoryBlock>;
     /// Brings memory blocks online or offline, with a response per block.
-    GuestSetMemoryBlocks = "guest-set-memory-blocks", SetMemoryBlocksArgs => Vec<GuestMemoryBlockResponse>;
+    @system GuestSetMemoryBlocks = "guest-set-memory-blocks", SetMemoryBlocksArgs => Vec<GuestMemoryBlockResponse>;
     /// The size of a memory block.
-    GuestGetMemoryBlockInfo = "guest-get-memory-block-info", NoArgs => GuestMemoryBlockInfo;
+    @inventory GuestGetMemoryBlockInfo = "guest-get-memory-block-info", NoArgs => GuestMemoryBlockInfo;
     /// An account's SSH authorized keys.
-    GuestSshGetAuthorizedKeys = "guest-ssh-get-authorized-keys", SshUserArgs => GuestAuthorizedKeys;
+    @auth GuestSshGetAuthorizedKeys = "guest-ssh-get-authorized-keys", SshUserArgs => GuestAuthorizedKeys;
     /// Adds SSH authorized keys to an account.
-    GuestSshAddAuthorizedKeys = "guest-ssh-add-authorized-keys", SshAddKeysArgs => Empty;
+    @auth GuestSshAddAuthorizedKeys = "guest-ssh-add-authorized-keys", SshAddKeysArgs => Empty;
     /// Removes SSH authorized keys from an account.
-    GuestSshRemoveAuthorizedKeys = "guest-ssh-remove-authorized-keys", SshRemoveKeysArgs => Empty;
+    @auth GuestSshRemoveAuthorizedKeys = "guest-ssh-remove-authorized-keys", SshRemoveKeysArgs => Empty;
     /// Per-CPU times from /proc/stat, in milliseconds.
-    GuestGetCpustats = "guest-get-cpustats", NoArgs => Vec<GuestCpuStats>;
+    @inventory GuestGetCpustats = "guest-get-cpustats", NoArgs => Vec<GuestCpuStats>;
     /// The load averages.
-    GuestGetLoad = "guest-get-load", NoArgs => GuestLoadAverage;
+    @inventory GuestGetLoad = "guest-get-load", NoArgs => GuestLoadAverage;
     /// The IPv4 and IPv6 routes.
-    GuestNetworkGetRoute = "guest-network-get-route", NoArgs => Vec<GuestNetworkRoute>;
+    @inventory GuestNetworkGetRoute = "guest-network-get-route", NoArgs => Vec<GuestNetworkRoute>;
     /// Whether the agent has frozen the filesystems.
-    GuestFsfreezeStatus = "guest-fsfreeze-status", NoArgs => storage::GuestFsfreezeStatus, ALLOWED_WHILE_FROZEN = true;
+    @freeze GuestFsfreezeStatus = "guest-fsfreeze-status", NoArgs => storage::GuestFsfreezeStatus, ALLOWED_WHILE_FROZEN = true;
     /// Freezes every mounted filesystem; returns how many were frozen.
-    GuestFsfreezeFreeze = "guest-fsfreeze-freeze", NoArgs => i64;
+    @freeze GuestFsfreezeFreeze = "guest-fsfreeze-freeze", NoArgs => i64;
     /// Freezes the listed mount points (all without a list); returns how many were frozen.
-    GuestFsfreezeFreezeList = "guest-fsfreeze-freeze-list", FreezeListArgs => i64;
+    @freeze GuestFsfreezeFreezeList = "guest-fsfreeze-freeze-list", FreezeListArgs => i64;
     /// Thaws the filesystems; returns how many were thawed.
-    GuestFsfreezeThaw = "guest-fsfreeze-thaw", NoArgs => i64, ALLOWED_WHILE_FROZEN = true;
+    @freeze GuestFsfreezeThaw = "guest-fsfreeze-thaw", NoArgs => i64, ALLOWED_WHILE_FROZEN = true;
     /// Discards unused blocks of every mounted filesystem.
-    GuestFstrim = "guest-fstrim", FstrimArgs => GuestFilesystemTrimResponse;
+    @system GuestFstrim = "guest-fstrim", FstrimArgs => GuestFilesystemTrimResponse;
     /// The disks and partitions.
-    GuestGetDisks = "guest-get-disks", NoArgs => Vec<GuestDiskInfo>;
+    @inventory GuestGetDisks = "guest-get-disks", NoArgs => Vec<GuestDiskInfo>;
     /// The mounted filesystems and the disks they live on.
-    GuestGetFsinfo = "guest-get-fsinfo", NoArgs => Vec<GuestFilesystemInfo>;
+    @inventory GuestGetFsinfo = "guest-get-fsinfo", NoArgs => Vec<GuestFilesystemInfo>;
     /// I/O counters of the block devices.
-    GuestGetDiskstats = "guest-get-diskstats", NoArgs => Vec<GuestDiskStatsInfo>;
+    @inventory GuestGetDiskstats = "guest-get-diskstats", NoArgs => Vec<GuestDiskStatsInfo>;
 }
 
 /// The order in which qemu-ga 10.x registers its Linux commands. `-b help` lists commands

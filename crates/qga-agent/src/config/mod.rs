@@ -233,6 +233,19 @@ pub enum ConfigError {
     /// An option argument that must be text is not UTF-8 (`-m`, `-p`, `-b`, `-a`).
     #[error("the argument of -{0} is not valid UTF-8")]
     NotUtf8(char),
+    /// An allow or block list names a command group (`@name`) that does not exist; refused so
+    /// a typo cannot leave a policy wider than meant. Our extension.
+    #[error("unknown command group '@{0}' in block-rpcs/allow-rpcs (groups: {groups})", groups = group_names())]
+    UnknownGroup(String),
+}
+
+/// `@core, @inventory, ...` for error messages and help.
+fn group_names() -> String {
+    qga_schema::Group::ALL
+        .iter()
+        .map(|g| format!("@{}", g.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ConfigError {
@@ -332,6 +345,13 @@ pub fn load(args: &[OsString], env_qga_conf: Option<&OsStr>) -> Result<Action, C
         return Err(ConfigError::MissingPath);
     }
     cfg.method = known?;
+    let lists = [&cfg.block_rpcs, &cfg.allow_rpcs];
+    if let Some(g) = lists
+        .iter()
+        .find_map(|l| crate::policy::unknown_groups(l).first().copied())
+    {
+        return Err(ConfigError::UnknownGroup(g.to_owned()));
+    }
     if cfg.dump_conf {
         return Ok(Action::DumpConf(dump(&cfg)));
     }
@@ -880,5 +900,21 @@ mod tests {
             assert_eq!(m.to_string(), name);
         }
         assert!("Unix-Listen".parse::<Method>().is_err());
+    }
+
+    #[test]
+    fn test_unknown_group_fails_closed() {
+        let msg = error(
+            &["-m", "unix-listen", "-p", "/x", "-a", "@core,@invnetory"],
+            None,
+        );
+        assert!(
+            msg.starts_with("unknown command group '@invnetory' in block-rpcs/allow-rpcs (groups: @core, @inventory,"),
+            "{msg}"
+        );
+        let msg = error(&[], Some("[general]\nblock-rpcs=@exec;@files\n"));
+        assert!(msg.contains("'@files'"), "{msg}");
+        let cfg = run_cfg(&["-b", "@exec,@auth"], None);
+        assert_eq!(cfg.block_rpcs, strings(&["@auth", "@exec"]));
     }
 }
