@@ -2,11 +2,10 @@
 //! (computed in the guest with `sha256sum` through guest-exec when the guest allows it).
 
 use std::io::{IsTerminal, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Instant;
 
-use qga_client::Client;
+use qga_client::{Channel, Client};
 use qga_proto::b64;
 use qga_schema as s;
 use sha2::{Digest, Sha256};
@@ -14,7 +13,7 @@ use sha2::{Digest, Sha256};
 /// Bytes per request: large enough to amortise a round trip, small enough to stream.
 const CHUNK: usize = 1 << 20;
 
-type C = Client<UnixStream>;
+type C = Client<Channel>;
 
 fn progress(done: u64, total: Option<u64>, start: Instant) {
     if !std::io::stderr().is_terminal() {
@@ -68,18 +67,63 @@ fn open(c: &mut C, path: &str, mode: &str) -> Result<i64, String> {
     .map_err(|e| format!("{path}: {e}"))
 }
 
-fn upload(c: &mut C, local: &Path, remote: &str) -> Result<String, String> {
-    let mut f = std::fs::File::open(local).map_err(|e| format!("{}: {e}", local.display()))?;
+/// Feeds the first `len` bytes of `f` to `sha` (the part an earlier run already copied).
+fn hash_prefix(f: &mut std::fs::File, len: u64, sha: &mut Sha256) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut f.take(len), sha)?;
+    if copied != len {
+        return Err(std::io::Error::other(format!(
+            "only {copied} of {len} bytes could be read"
+        )));
+    }
+    Ok(())
+}
+
+/// The size of a guest file, found by seeking to its end.
+fn guest_size(c: &mut C, remote: &str) -> Result<u64, String> {
+    let h = open(c, remote, "r")?;
+    let r = c.execute::<s::GuestFileSeek>(&s::FileSeekArgs {
+        handle: h,
+        offset: 0,
+        whence: s::GuestFileWhence::Name(s::QgaSeek::End),
+    });
+    let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+    let pos = r.map_err(|e| format!("{remote}: {e}"))?.position;
+    u64::try_from(pos).map_err(|_| format!("{remote}: negative size {pos}"))
+}
+
+/// The message of a copy that stopped part way, saying how to continue.
+fn interrupted(e: &dyn std::fmt::Display, done: u64, total: Option<u64>, dst: &str) -> String {
+    let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+    format!(
+        "{e}\n{done}{of} bytes were copied to {dst} before the failure; to continue from there, \
+         run the same command with --resume (it appends from the size {dst} has now)"
+    )
+}
+
+fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<String, String> {
+    let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
+    let mut f = std::fs::File::open(local).map_err(lerr)?;
     let total = f.metadata().ok().map(|m| m.len());
-    let h = open(c, remote, "w")?;
     let mut sha = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
+    if resume {
+        done = guest_size(c, remote)?;
+        if total.is_some_and(|t| done > t) {
+            return Err(format!(
+                "cannot resume: the guest's {remote} ({done} bytes) is larger than {} ({} bytes)",
+                local.display(),
+                total.unwrap_or_default()
+            ));
+        }
+        hash_prefix(&mut f, done, &mut sha).map_err(lerr)?;
+    }
+    let h = open(c, remote, if resume { "a" } else { "w" })?;
+    let mut buf = vec![0u8; CHUNK];
     let start = Instant::now();
+    let first = done;
+    let dst = format!(":{remote}");
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", local.display()))?;
+        let n = f.read(&mut buf).map_err(lerr)?;
         if n == 0 {
             break;
         }
@@ -91,20 +135,17 @@ fn upload(c: &mut C, local: &Path, remote: &str) -> Result<String, String> {
         };
         if let Err(e) = c.execute::<s::GuestFileWrite>(&args) {
             let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
-            return Err(format!(
-                "{e}; {done} bytes were copied before the failure: run the same command again to copy the file anew"
-            ));
+            return Err(interrupted(&e, done, total, &dst));
         }
         done += n as u64;
-        progress(done, total, start);
+        progress(done - first, total.map(|t| t - first), start);
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| interrupted(&e, done, total, &dst))?;
     finish(c, remote, &format!("{:x}", sha.finalize()), done, start)
 }
 
-fn download(c: &mut C, remote: &str, local: &Path) -> Result<String, String> {
-    let h = open(c, remote, "r")?;
+fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<String, String> {
     let local = if local.is_dir() {
         local.join(
             Path::new(remote)
@@ -114,9 +155,34 @@ fn download(c: &mut C, remote: &str, local: &Path) -> Result<String, String> {
     } else {
         local.to_path_buf()
     };
-    let mut out = std::fs::File::create(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+    let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
     let mut sha = Sha256::new();
     let mut done = 0u64;
+    let mut out = if resume {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&local)
+            .map_err(lerr)?;
+        done = f.metadata().map_err(lerr)?.len();
+        hash_prefix(&mut f, done, &mut sha).map_err(lerr)?;
+        f
+    } else {
+        std::fs::File::create(&local).map_err(lerr)?
+    };
+    let total = guest_size(c, remote).ok();
+    let h = open(c, remote, "r")?;
+    let dst = local.display().to_string();
+    if done > 0 {
+        c.execute::<s::GuestFileSeek>(&s::FileSeekArgs {
+            handle: h,
+            offset: i64::try_from(done).map_err(|e| e.to_string())?,
+            whence: s::GuestFileWhence::Name(s::QgaSeek::Set),
+        })
+        .map_err(|e| format!("{remote}: {e}"))?;
+    }
+    let first = done;
     let start = Instant::now();
     loop {
         let r = c
@@ -124,17 +190,13 @@ fn download(c: &mut C, remote: &str, local: &Path) -> Result<String, String> {
                 handle: h,
                 count: Some(CHUNK as i64),
             })
-            .map_err(|e| {
-                format!(
-                    "{e}; {done} bytes were copied before the failure: run the same command again"
-                )
-            })?;
+            .map_err(|e| interrupted(&e, done, total, &dst))?;
         let data = b64::decode(&r.buf_b64).map_err(str::to_string)?;
         sha.update(&data);
         out.write_all(&data)
-            .map_err(|e| format!("{}: {e}", local.display()))?;
+            .map_err(|e| interrupted(&lerr(e), done, total, &dst))?;
         done += data.len() as u64;
-        progress(done, None, start);
+        progress(done - first, total.map(|t| t.saturating_sub(first)), start);
         if r.eof || data.is_empty() {
             break;
         }
@@ -168,10 +230,10 @@ fn finish(
 }
 
 /// `qga cp SRC DST`: exactly one side starts with `:` (the guest's).
-pub(crate) fn copy(c: &mut C, src: &str, dst: &str) -> Result<String, String> {
+pub(crate) fn copy(c: &mut C, src: &str, dst: &str, resume: bool) -> Result<String, String> {
     match (src.strip_prefix(':'), dst.strip_prefix(':')) {
-        (None, Some(remote)) => upload(c, Path::new(src), remote),
-        (Some(remote), None) => download(c, remote, Path::new(dst)),
+        (None, Some(remote)) => upload(c, Path::new(src), remote, resume),
+        (Some(remote), None) => download(c, remote, Path::new(dst), resume),
         _ => Err("give one guest path, written with a leading ':' (qga cp file :/tmp/file)".into()),
     }
 }

@@ -4,40 +4,83 @@
 //! stale replies left in a channel by an earlier client never confuse the answers.
 #![forbid(unsafe_code)]
 
+mod assets;
 mod cp;
+mod fanout;
 mod output;
 
-use std::io::{IsTerminal, Read};
-use std::os::unix::net::UnixStream;
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Parser, Subcommand};
-use qga_client::{Client, ClientError};
+use clap::{Parser, Subcommand, ValueEnum};
+use qga_client::{Channel, Client, ClientError, Target};
 use qga_proto::b64;
 use qga_schema as s;
 
+const EXAMPLES: &str = "\
+Examples:
+  qga -s /run/vm1.qga info                 agent version and commands
+  qga -d web1 osinfo                       a libvirt guest, by domain name
+  qga --all inventory                      every libvirt guest: host name, OS, IPs, agent
+  qga -s vsock:3:1234 ping                 an agent listening on vsock
+  qga -s /dev/pts/5 hostname               a serial channel (pty of a chardev)
+  qga -s vm.sock exec -- uname -a          run a command, exit with its code
+  qga -s vm.sock cp ./file.txt :/tmp/file.txt
+  qga -s vm.sock cp --resume :/var/log/big.log .
+  qga -s a.sock -s b.sock --json osinfo    several guests at once
+
+TARGET is a unix socket path, vsock:CID:PORT, or a serial device path.";
+
 /// A client for QEMU guest agents.
 #[derive(Debug, Parser)]
-#[command(
-    name = "qga",
-    version,
-    after_help = "Examples:\n  qga -s /run/vm1.qga info\n  qga -s vm.sock exec -- uname -a\n  \
-                  qga -s vm.sock cp ./file.txt :/tmp/file.txt\n  qga -s a.sock -s b.sock osinfo"
-)]
+#[command(name = "qga", version, after_help = EXAMPLES)]
 struct Cli {
-    /// The host end of the agent channel (a unix socket); repeat for several guests.
-    #[arg(short, long = "socket", required = true)]
-    sockets: Vec<PathBuf>,
+    /// The host end of an agent channel: a unix socket path, vsock:CID:PORT or a serial
+    /// device; repeat for several guests.
+    #[arg(short, long = "socket", value_name = "TARGET", global = true)]
+    sockets: Vec<String>,
+    /// A libvirt guest by domain name (its agent channel socket is found by itself); repeat
+    /// for several.
+    #[arg(short, long = "domain", value_name = "NAME", global = true)]
+    domains: Vec<String>,
+    /// Every libvirt guest with an agent channel on this host.
+    #[arg(long, global = true)]
+    all: bool,
+    /// How many guests to talk to at once.
+    #[arg(long, default_value_t = 8, value_name = "N", global = true)]
+    jobs: usize,
     /// Print the agent's JSON return value instead of the human form.
     #[arg(long, global = true)]
     json: bool,
     /// Seconds to wait for each reply.
-    #[arg(long, default_value_t = 30, global = true)]
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", global = true)]
     timeout: u64,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// Guest sleep states.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SuspendMode {
+    /// Suspend to disk (hibernate).
+    Disk,
+    /// Suspend to RAM.
+    Ram,
+    /// Save to disk, then suspend to RAM.
+    Hybrid,
+}
+
+/// Seek origins.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Whence {
+    /// From the start.
+    Set,
+    /// From the current position.
+    Cur,
+    /// From the end.
+    End,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,10 +89,10 @@ enum Cmd {
     Ping,
     /// The agent's version and commands.
     Info,
-    /// Guest time; `time sync` sets it from the host's clock.
+    /// Guest time (`time`), or set it: `time sync`, `time set NS`, `time from-rtc`.
     Time {
-        /// `sync` to set the guest clock to the host's.
-        action: Option<String>,
+        #[command(subcommand)]
+        action: Option<TimeAction>,
     },
     /// The guest's host name.
     Hostname,
@@ -65,10 +108,34 @@ enum Cmd {
     Routes,
     /// Virtual CPUs.
     Vcpus,
+    /// Take virtual CPUs online or offline: `set-vcpus 1=off 2=on`.
+    SetVcpus {
+        /// CPU=on|off pairs.
+        #[arg(required = true, value_name = "CPU=on|off")]
+        changes: Vec<String>,
+    },
+    /// Per-CPU time counters.
+    Cpustats,
     /// Load averages.
     Load,
+    /// Memory blocks (hot-pluggable memory sections).
+    MemoryBlocks,
+    /// Take memory blocks online or offline: `set-memory-blocks 32=off`.
+    SetMemoryBlocks {
+        /// INDEX=on|off pairs.
+        #[arg(required = true, value_name = "INDEX=on|off")]
+        changes: Vec<String>,
+    },
+    /// The size of one memory block.
+    MemoryBlockInfo,
     /// Mounted filesystems, their sizes and disks.
     Fsinfo,
+    /// Disks and partitions.
+    Disks,
+    /// Disk I/O counters.
+    Diskstats,
+    /// Whether the agent froze the filesystems.
+    FreezeStatus,
     /// Freeze the guest's filesystems (all, or the mount points given).
     Freeze {
         /// Mount points to freeze (default: all).
@@ -77,26 +144,47 @@ enum Cmd {
     /// Thaw the guest's filesystems.
     Thaw,
     /// Discard unused blocks on the guest's filesystems.
-    Trim,
+    Trim {
+        /// Skip free ranges smaller than this many bytes.
+        #[arg(long)]
+        minimum: Option<i64>,
+    },
     /// Run a command in the guest and show its output; exits with its exit code.
     Exec {
         /// Feed this file (or `-` for standard input) to the command.
         #[arg(long)]
         stdin: Option<PathBuf>,
-        /// Give up after this many seconds.
-        #[arg(long)]
+        /// Give up after this many seconds (the command keeps running in the guest).
+        #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Start the command and print its pid (see `exec-status`).
+        #[arg(long)]
+        detach: bool,
+        /// Environment variables (NAME=VALUE) for the command.
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
     },
+    /// The state of a command started with `exec --detach`.
+    ExecStatus {
+        /// The pid `exec --detach` printed.
+        pid: i64,
+    },
     /// Copy a file: `qga cp local :/guest/path` or `qga cp :/guest/path local`.
     Cp {
+        /// Continue an interrupted copy: append to the destination from its current size.
+        #[arg(long)]
+        resume: bool,
         /// Source (`:path` is in the guest).
         src: String,
         /// Destination (`:path` is in the guest).
         dst: String,
     },
+    /// Low-level file operations on guest file handles (guest-file-*).
+    #[command(subcommand)]
+    File(FileCmd),
     /// Send a raw JSON request and print the reply line.
     Raw {
         /// The request, e.g. '{"execute":"guest-ping"}'.
@@ -107,6 +195,11 @@ enum Cmd {
         /// halt, powerdown (default) or reboot.
         #[arg(long)]
         mode: Option<String>,
+    },
+    /// Suspend the guest to disk, RAM or both.
+    Suspend {
+        /// The sleep state.
+        mode: SuspendMode,
     },
     /// Set a user's password (read from the terminal without echo, or from standard input).
     Password {
@@ -123,14 +216,83 @@ enum Cmd {
         /// Keys to add.
         #[arg(long)]
         add: Vec<String>,
+        /// With --add: replace all keys by the ones given.
+        #[arg(long)]
+        reset: bool,
         /// Keys to remove.
         #[arg(long)]
         remove: Vec<String>,
     },
+    /// One row per guest: name, host name, OS, addresses, agent version or the error.
+    Inventory,
+    /// Write the man page and shell completions under DIR (for packagers).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory: DIR/man/qga.1, DIR/completions/{qga.bash,_qga,qga.fish}.
+        dir: PathBuf,
+    },
 }
 
-/// The text to print and the exit code, or what went wrong.
-type Outcome = Result<(String, u8), Failure>;
+#[derive(Debug, Subcommand)]
+enum TimeAction {
+    /// Set the guest clock to the host's.
+    Sync,
+    /// Set the guest clock to NS nanoseconds since the epoch.
+    Set {
+        /// Nanoseconds since 1970-01-01 UTC.
+        ns: i64,
+    },
+    /// Set the guest's system clock from its hardware clock.
+    FromRtc,
+}
+
+#[derive(Debug, Subcommand)]
+enum FileCmd {
+    /// Open a file; prints the handle.
+    Open {
+        /// The guest path.
+        path: String,
+        /// fopen-style mode: r, w, a, r+, w+, a+ (with b).
+        #[arg(long, default_value = "r")]
+        mode: String,
+    },
+    /// Read from a handle; writes the bytes to standard output.
+    Read {
+        /// The handle.
+        handle: i64,
+        /// At most this many bytes.
+        #[arg(long)]
+        count: Option<i64>,
+    },
+    /// Write bytes (the argument, or standard input with `-`) to a handle.
+    Write {
+        /// The handle.
+        handle: i64,
+        /// The data (`-` reads standard input).
+        data: String,
+    },
+    /// Move a handle's position; prints the new position.
+    Seek {
+        /// The handle.
+        handle: i64,
+        /// The offset.
+        #[arg(allow_negative_numbers = true)]
+        offset: i64,
+        /// Where the offset counts from.
+        #[arg(long, value_enum, default_value = "set")]
+        whence: Whence,
+    },
+    /// Flush a handle.
+    Flush {
+        /// The handle.
+        handle: i64,
+    },
+    /// Close a handle.
+    Close {
+        /// The handle.
+        handle: i64,
+    },
+}
 
 /// What went wrong, with a hint of what to do.
 #[derive(Debug)]
@@ -140,147 +302,208 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         Failure(match e {
             ClientError::Agent(q) if q.desc.contains("has been disabled") => {
-                format!("{}: the guest's agent policy disables it (block-rpcs/allow-rpcs in its qemu-ga.conf)", q.desc)
+                format!(
+                    "{}: the guest's agent policy disables it (block-rpcs/allow-rpcs in its qemu-ga.conf)",
+                    q.desc
+                )
             }
             ClientError::Agent(q) if q.class == qga_proto::ErrorClass::CommandNotFound => {
                 format!("{}: the guest's agent is too old for this command", q.desc)
             }
             ClientError::Agent(q) => q.desc,
-            ClientError::Io(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                "the agent did not answer in time: is it running in the guest? (try a larger --timeout)".into()
+            ClientError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                "the agent did not answer in time: is qemu-ga running in the guest? (check with `systemctl status qemu-guest-agent` inside; try a larger --timeout)".into()
+            }
+            ClientError::Closed => {
+                "the channel closed: another client may hold it, or the guest's agent stopped"
+                    .into()
             }
             other => other.to_string(),
         })
     }
 }
 
-fn connect(path: &PathBuf, timeout: u64) -> Result<Client<UnixStream>, Failure> {
-    let stream = UnixStream::connect(path).map_err(|e| {
-        Failure(format!(
-            "cannot connect to {}: {e} (is the VM running, and is this the agent's channel socket?)",
-            path.display()
-        ))
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure(s)
+    }
+}
+
+type Conn = Client<Channel>;
+
+/// Opens and synchronises one guest's channel.
+fn connect(target: &Target, timeout: u64) -> Result<Conn, Failure> {
+    let t = Some(Duration::from_secs(timeout.max(1)));
+    let mut c = Client::open(target, t).map_err(|e| {
+        let hint = match target {
+            Target::Unix(_) => "is the VM running, and is this the agent's channel socket?",
+            Target::Vsock { .. } => {
+                "is the guest's agent listening on this vsock port (qemu-ga -m vsock-listen -p PORT)?"
+            }
+            Target::Serial(_) => "is this the host end of the guest's agent serial port?",
+        };
+        Failure(format!("cannot connect to {target}: {e} ({hint})"))
     })?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(timeout.max(1))))
-        .map_err(|e| Failure(e.to_string()))?;
-    let mut c = Client::new(stream);
     c.sync()?;
     Ok(c)
 }
 
+/// Serialises a reply for `--json`.
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// JSON or the human form of a reply.
+fn show<T: serde::Serialize>(json: bool, v: &T, human: impl FnOnce(&T) -> String) -> String {
+    if json { to_json(v) } else { human(v) }
+}
+
+/// Parses `N=on|off` pairs.
+fn on_off(changes: &[String]) -> Result<Vec<(i64, bool)>, Failure> {
+    changes
+        .iter()
+        .map(|c| {
+            let bad = || Failure(format!("'{c}': write INDEX=on or INDEX=off"));
+            let (n, state) = c.split_once('=').ok_or_else(bad)?;
+            let n = n.parse::<i64>().map_err(|_| bad())?;
+            match state {
+                "on" | "online" => Ok((n, true)),
+                "off" | "offline" => Ok((n, false)),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
+fn now_ns() -> Result<i64, Failure> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| Failure(e.to_string()))?;
+    i64::try_from(now.as_nanos()).map_err(|e| Failure(e.to_string()))
+}
+
+fn read_input(data: &str) -> Result<Vec<u8>, Failure> {
+    if data == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure(e.to_string()))?;
+        Ok(buf)
+    } else {
+        Ok(data.as_bytes().to_vec())
+    }
+}
+
 /// Runs one command against one guest; returns the text to print and the exit code.
-fn run(cli: &Cli, c: &mut Client<UnixStream>) -> Result<(String, u8), Failure> {
+fn run(cli: &Cli, c: &mut Conn) -> Result<(String, u8), Failure> {
     let none = s::NoArgs {};
-    let json = |v: &dyn erased::Json| v.to_json_text();
+    let j = cli.json;
     let out = match &cli.command {
         Cmd::Ping => {
             c.execute::<s::GuestPing>(&none)?;
-            if cli.json {
-                "{}".to_string()
-            } else {
-                "ok".to_string()
-            }
+            if j { "{}".into() } else { "ok".into() }
         }
-        Cmd::Info => {
-            let i = c.execute::<s::GuestInfo>(&none)?;
-            if cli.json { json(&i) } else { output::info(&i) }
-        }
-        Cmd::Time { action } => match action.as_deref() {
-            None => {
-                let t = c.execute::<s::GuestGetTime>(&none)?;
-                if cli.json {
-                    t.to_string()
-                } else {
-                    output::time(t)
+        Cmd::Info => show(j, &c.execute::<s::GuestInfo>(&none)?, output::info),
+        Cmd::Time { action } => match action {
+            None => show(j, &c.execute::<s::GuestGetTime>(&none)?, |t| {
+                output::time(*t)
+            }),
+            Some(a) => {
+                let ns = match a {
+                    TimeAction::Sync => Some(now_ns()?),
+                    TimeAction::Set { ns } => Some(*ns),
+                    TimeAction::FromRtc => None,
+                };
+                c.execute::<s::GuestSetTime>(&s::SetTimeArgs { time: ns })?;
+                match (j, ns) {
+                    (true, _) => "{}".into(),
+                    (false, Some(ns)) => format!("guest time set to {}", output::time(ns)),
+                    (false, None) => "guest time set from its hardware clock".into(),
                 }
-            }
-            Some("sync") => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_err(|e| Failure(e.to_string()))?;
-                let ns = i64::try_from(now.as_nanos()).map_err(|e| Failure(e.to_string()))?;
-                c.execute::<s::GuestSetTime>(&s::SetTimeArgs { time: Some(ns) })?;
-                if cli.json {
-                    "{}".into()
-                } else {
-                    format!("guest time set to {}", output::time(ns))
-                }
-            }
-            Some(other) => {
-                return Err(Failure(format!(
-                    "unknown time action '{other}' (use: qga time, qga time sync)"
-                )));
             }
         },
-        Cmd::Hostname => {
-            let h = c.execute::<s::GuestGetHostName>(&none)?;
-            if cli.json { json(&h) } else { h.host_name }
+        Cmd::Hostname => show(j, &c.execute::<s::GuestGetHostName>(&none)?, |h| {
+            h.host_name.clone()
+        }),
+        Cmd::Osinfo => show(j, &c.execute::<s::GuestGetOsinfo>(&none)?, output::osinfo),
+        Cmd::Timezone => show(j, &c.execute::<s::GuestGetTimezone>(&none)?, |t| {
+            format!("{} ({:+} s)", t.zone.as_deref().unwrap_or("?"), t.offset)
+        }),
+        Cmd::Users => show(j, &c.execute::<s::GuestGetUsers>(&none)?, |u| {
+            output::users(u)
+        }),
+        Cmd::Interfaces => show(j, &c.execute::<s::GuestNetworkGetInterfaces>(&none)?, |i| {
+            output::interfaces(i)
+        }),
+        Cmd::Routes => show(j, &c.execute::<s::GuestNetworkGetRoute>(&none)?, |r| {
+            output::routes(r)
+        }),
+        Cmd::Vcpus => show(j, &c.execute::<s::GuestGetVcpus>(&none)?, |v| {
+            output::vcpus(v)
+        }),
+        Cmd::SetVcpus { changes } => {
+            let vcpus = on_off(changes)?
+                .into_iter()
+                .map(|(n, online)| s::GuestLogicalProcessor {
+                    logical_id: n,
+                    online,
+                    can_offline: None,
+                })
+                .collect();
+            let n = c.execute::<s::GuestSetVcpus>(&s::SetVcpusArgs { vcpus })?;
+            show(j, &n, |n| {
+                format!("{n} of {} changes applied", changes.len())
+            })
         }
-        Cmd::Osinfo => {
-            let o = c.execute::<s::GuestGetOsinfo>(&none)?;
-            if cli.json {
-                json(&o)
-            } else {
-                output::osinfo(&o)
-            }
+        Cmd::Cpustats => show(j, &c.execute::<s::GuestGetCpustats>(&none)?, |v| {
+            output::cpustats(v)
+        }),
+        Cmd::Load => show(j, &c.execute::<s::GuestGetLoad>(&none)?, |l| {
+            format!("{:.2} {:.2} {:.2}", l.load1m, l.load5m, l.load15m)
+        }),
+        Cmd::MemoryBlocks => show(j, &c.execute::<s::GuestGetMemoryBlocks>(&none)?, |m| {
+            output::memory_blocks(m)
+        }),
+        Cmd::SetMemoryBlocks { changes } => {
+            let mem_blks = on_off(changes)?
+                .into_iter()
+                .map(|(n, online)| {
+                    Ok(s::GuestMemoryBlock {
+                        phys_index: u64::try_from(n)
+                            .map_err(|_| Failure(format!("{n}: not a block index")))?,
+                        online,
+                        can_offline: None,
+                    })
+                })
+                .collect::<Result<_, Failure>>()?;
+            let r = c.execute::<s::GuestSetMemoryBlocks>(&s::SetMemoryBlocksArgs { mem_blks })?;
+            show(j, &r, |r| output::memory_block_responses(r))
         }
-        Cmd::Timezone => {
-            let t = c.execute::<s::GuestGetTimezone>(&none)?;
-            if cli.json {
-                json(&t)
-            } else {
-                format!("{} ({:+} s)", t.zone.as_deref().unwrap_or("?"), t.offset)
-            }
-        }
-        Cmd::Users => {
-            let u = c.execute::<s::GuestGetUsers>(&none)?;
-            if cli.json {
-                json(&u)
-            } else {
-                output::users(&u)
-            }
-        }
-        Cmd::Interfaces => {
-            let i = c.execute::<s::GuestNetworkGetInterfaces>(&none)?;
-            if cli.json {
-                json(&i)
-            } else {
-                output::interfaces(&i)
-            }
-        }
-        Cmd::Routes => {
-            let r = c.execute::<s::GuestNetworkGetRoute>(&none)?;
-            if cli.json {
-                json(&r)
-            } else {
-                output::routes(&r)
-            }
-        }
-        Cmd::Vcpus => {
-            let v = c.execute::<s::GuestGetVcpus>(&none)?;
-            if cli.json {
-                json(&v)
-            } else {
-                output::vcpus(&v)
-            }
-        }
-        Cmd::Load => {
-            let l = c.execute::<s::GuestGetLoad>(&none)?;
-            if cli.json {
-                json(&l)
-            } else {
-                format!("{:.2} {:.2} {:.2}", l.load1m, l.load5m, l.load15m)
-            }
-        }
-        Cmd::Fsinfo => {
-            let f = c.execute::<s::GuestGetFsinfo>(&none)?;
-            if cli.json {
-                json(&f)
-            } else {
-                output::fsinfo(&f)
-            }
-        }
+        Cmd::MemoryBlockInfo => show(j, &c.execute::<s::GuestGetMemoryBlockInfo>(&none)?, |i| {
+            format!("{} bytes per block", i.size)
+        }),
+        Cmd::Fsinfo => show(j, &c.execute::<s::GuestGetFsinfo>(&none)?, |f| {
+            output::fsinfo(f)
+        }),
+        Cmd::Disks => show(j, &c.execute::<s::GuestGetDisks>(&none)?, |d| {
+            output::disks(d)
+        }),
+        Cmd::Diskstats => show(j, &c.execute::<s::GuestGetDiskstats>(&none)?, |d| {
+            output::diskstats(d)
+        }),
+        Cmd::FreezeStatus => show(
+            j,
+            &c.execute::<s::GuestFsfreezeStatus>(&none)?,
+            |st| match st {
+                s::storage::GuestFsfreezeStatus::Thawed => "thawed".into(),
+                s::storage::GuestFsfreezeStatus::Frozen => "frozen".into(),
+            },
+        ),
         Cmd::Freeze { mountpoints } => {
             let n = if mountpoints.is_empty() {
                 c.execute::<s::GuestFsfreezeFreeze>(&none)?
@@ -289,38 +512,66 @@ fn run(cli: &Cli, c: &mut Client<UnixStream>) -> Result<(String, u8), Failure> {
                     mountpoints: Some(mountpoints.clone()),
                 })?
             };
-            if cli.json {
-                n.to_string()
-            } else {
-                format!("{n} filesystems frozen")
-            }
+            show(j, &n, |n| format!("{n} filesystems frozen"))
         }
-        Cmd::Thaw => {
-            let n = c.execute::<s::GuestFsfreezeThaw>(&none)?;
-            if cli.json {
-                n.to_string()
-            } else {
-                format!("{n} filesystems thawed")
-            }
-        }
-        Cmd::Trim => {
-            let t = c.execute::<s::GuestFstrim>(&s::FstrimArgs { minimum: None })?;
-            if cli.json { json(&t) } else { output::trim(&t) }
-        }
+        Cmd::Thaw => show(j, &c.execute::<s::GuestFsfreezeThaw>(&none)?, |n| {
+            format!("{n} filesystems thawed")
+        }),
+        Cmd::Trim { minimum } => show(
+            j,
+            &c.execute::<s::GuestFstrim>(&s::FstrimArgs { minimum: *minimum })?,
+            output::trim,
+        ),
         Cmd::Exec {
             stdin,
             timeout,
+            detach,
+            env,
             argv,
-        } => return exec(cli, c, stdin.as_ref(), *timeout, argv),
-        Cmd::Cp { src, dst } => cp::copy(c, src, dst).map_err(Failure)?,
+        } => {
+            let spec = ExecSpec {
+                stdin: stdin.as_ref(),
+                wait: *timeout,
+                detach: *detach,
+                env,
+                argv,
+            };
+            return exec(j, c, &spec);
+        }
+        Cmd::ExecStatus { pid } => show(
+            j,
+            &c.execute::<s::GuestExecStatus>(&s::ExecStatusArgs { pid: *pid })?,
+            output::exec_status,
+        ),
+        Cmd::Cp { resume, src, dst } => cp::copy(c, src, dst, *resume)?,
+        Cmd::File(f) => file(j, c, f)?,
         Cmd::Raw { request } => {
-            c.send_raw(format!("{request}\n").as_bytes())
-                .map_err(Failure::from)?;
+            c.send_raw(format!("{request}\n").as_bytes())?;
             String::from_utf8_lossy(&c.read_reply()?.line).into_owned()
         }
         Cmd::Shutdown { mode } => {
-            c.execute::<s::GuestShutdown>(&s::ShutdownArgs { mode: mode.clone() })?;
-            "shutdown requested".into()
+            c.execute_no_reply::<s::GuestShutdown>(
+                &s::ShutdownArgs { mode: mode.clone() },
+                Duration::from_secs(2),
+            )?;
+            if j {
+                "{}".into()
+            } else {
+                "shutdown requested".into()
+            }
+        }
+        Cmd::Suspend { mode } => {
+            let wait = Duration::from_secs(2);
+            match mode {
+                SuspendMode::Disk => c.execute_no_reply::<s::GuestSuspendDisk>(&none, wait)?,
+                SuspendMode::Ram => c.execute_no_reply::<s::GuestSuspendRam>(&none, wait)?,
+                SuspendMode::Hybrid => c.execute_no_reply::<s::GuestSuspendHybrid>(&none, wait)?,
+            }
+            if j {
+                "{}".into()
+            } else {
+                "suspend requested".into()
+            }
         }
         Cmd::Password { user, crypted } => {
             let password = read_password(user)?;
@@ -330,14 +581,23 @@ fn run(cli: &Cli, c: &mut Client<UnixStream>) -> Result<(String, u8), Failure> {
                 crypted: *crypted,
             };
             c.execute::<s::GuestSetUserPassword>(&args)?;
-            format!("password of {user} set")
+            if j {
+                "{}".into()
+            } else {
+                format!("password of {user} set")
+            }
         }
-        Cmd::SshKeys { user, add, remove } => {
-            if !add.is_empty() {
+        Cmd::SshKeys {
+            user,
+            add,
+            reset,
+            remove,
+        } => {
+            if !add.is_empty() || *reset {
                 c.execute::<s::GuestSshAddAuthorizedKeys>(&s::SshAddKeysArgs {
                     username: user.clone(),
                     keys: add.clone(),
-                    reset: None,
+                    reset: reset.then_some(true),
                 })?;
             }
             if !remove.is_empty() {
@@ -349,49 +609,129 @@ fn run(cli: &Cli, c: &mut Client<UnixStream>) -> Result<(String, u8), Failure> {
             let k = c.execute::<s::GuestSshGetAuthorizedKeys>(&s::SshUserArgs {
                 username: user.clone(),
             })?;
-            if cli.json {
-                json(&k)
-            } else {
-                k.keys.join("\n")
-            }
+            show(j, &k, |k| k.keys.join("\n"))
+        }
+        Cmd::Inventory => show(j, &fanout::inventory_row(c), |r| {
+            output::inventory(std::slice::from_ref(r))
+        }),
+        Cmd::GenerateAssets { .. } => {
+            return Err(Failure("generate-assets talks to no guest".into()));
         }
     };
     Ok((out, 0))
 }
 
-/// Runs a command in the guest, polling its status; output is printed when it ends.
-fn exec(
-    cli: &Cli,
-    c: &mut Client<UnixStream>,
-    stdin: Option<&PathBuf>,
-    timeout: Option<u64>,
-    argv: &[String],
-) -> Result<(String, u8), Failure> {
-    let input = match stdin {
-        None => None,
-        Some(p) if p.as_os_str() == "-" => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| Failure(e.to_string()))?;
-            Some(b64::encode(&buf))
+/// The low-level `qga file` operations.
+fn file(j: bool, c: &mut Conn, f: &FileCmd) -> Result<String, Failure> {
+    let done = |j: bool, what: &str| {
+        if j {
+            "{}".to_string()
+        } else {
+            what.to_string()
         }
+    };
+    Ok(match f {
+        FileCmd::Open { path, mode } => {
+            let h = c.execute::<s::GuestFileOpen>(&s::FileOpenArgs {
+                path: path.clone(),
+                mode: Some(mode.clone()),
+            })?;
+            h.to_string()
+        }
+        FileCmd::Read { handle, count } => {
+            let r = c.execute::<s::GuestFileRead>(&s::FileReadArgs {
+                handle: *handle,
+                count: *count,
+            })?;
+            if j {
+                to_json(&r)
+            } else {
+                let data = b64::decode(&r.buf_b64).map_err(|e| Failure(e.to_string()))?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&data)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| Failure(e.to_string()))?;
+                String::new()
+            }
+        }
+        FileCmd::Write { handle, data } => {
+            let bytes = read_input(data)?;
+            let r = c.execute::<s::GuestFileWrite>(&s::FileWriteArgs {
+                handle: *handle,
+                buf_b64: b64::encode(&bytes),
+                count: None,
+            })?;
+            show(j, &r, |r| format!("{} bytes written", r.count))
+        }
+        FileCmd::Seek {
+            handle,
+            offset,
+            whence,
+        } => {
+            let whence = match whence {
+                Whence::Set => s::QgaSeek::Set,
+                Whence::Cur => s::QgaSeek::Cur,
+                Whence::End => s::QgaSeek::End,
+            };
+            let r = c.execute::<s::GuestFileSeek>(&s::FileSeekArgs {
+                handle: *handle,
+                offset: *offset,
+                whence: s::GuestFileWhence::Name(whence),
+            })?;
+            show(j, &r, |r| r.position.to_string())
+        }
+        FileCmd::Flush { handle } => {
+            c.execute::<s::GuestFileFlush>(&s::FileHandleArgs { handle: *handle })?;
+            done(j, "flushed")
+        }
+        FileCmd::Close { handle } => {
+            c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: *handle })?;
+            done(j, "closed")
+        }
+    })
+}
+
+/// What `qga exec` was asked to do.
+struct ExecSpec<'a> {
+    stdin: Option<&'a PathBuf>,
+    wait: Option<u64>,
+    detach: bool,
+    env: &'a [String],
+    argv: &'a [String],
+}
+
+/// Runs a command in the guest, polling its status; output is printed when it ends.
+fn exec(j: bool, c: &mut Conn, spec: &ExecSpec<'_>) -> Result<(String, u8), Failure> {
+    let input = match spec.stdin {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(b64::encode(&read_input("-")?)),
         Some(p) => Some(b64::encode(
             &std::fs::read(p).map_err(|e| Failure(format!("{}: {e}", p.display())))?,
         )),
     };
-    let (path, args) = argv
+    let (path, args) = spec
+        .argv
         .split_first()
         .ok_or_else(|| Failure("no command given".into()))?;
     let pid = c
         .execute::<s::GuestExec>(&s::ExecArgs {
             path: path.clone(),
             arg: Some(args.to_vec()),
-            env: None,
+            env: (!spec.env.is_empty()).then(|| spec.env.to_vec()),
             input_data: input,
             capture_output: Some(s::GuestExecCaptureOutput::Flag(true)),
         })?
         .pid;
+    if spec.detach {
+        return Ok((
+            if j {
+                format!("{{\"pid\": {pid}}}")
+            } else {
+                pid.to_string()
+            },
+            0,
+        ));
+    }
     let start = Instant::now();
     let mut delay = Duration::from_millis(5);
     loop {
@@ -405,10 +745,11 @@ fn exec(
             };
             let out = decode(&st.out_data)?.unwrap_or_default();
             let err = decode(&st.err_data)?.unwrap_or_default();
-            if cli.json {
-                return Ok((erased::Json::to_json_text(&st), 0));
+            if j {
+                return Ok((to_json(&st), 0));
             }
-            std::io::Write::write_all(&mut std::io::stderr(), &err)
+            std::io::stderr()
+                .write_all(&err)
                 .map_err(|e| Failure(e.to_string()))?;
             let code = match (st.exitcode, st.signal) {
                 (Some(c), _) => u8::try_from(c & 0xFF).unwrap_or(1),
@@ -422,9 +763,12 @@ fn exec(
                 code,
             ));
         }
-        if timeout.is_some_and(|t| start.elapsed() > Duration::from_secs(t)) {
+        if spec
+            .wait
+            .is_some_and(|t| start.elapsed() > Duration::from_secs(t))
+        {
             return Err(Failure(format!(
-                "timed out: process {pid} still runs in the guest"
+                "timed out: process {pid} still runs in the guest (see `qga exec-status {pid}`)"
             )));
         }
         std::thread::sleep(delay);
@@ -456,71 +800,24 @@ fn read_password(user: &str) -> Result<String, Failure> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
-mod erased {
-    //! JSON text of any serialisable reply.
-    /// Serialises to pretty JSON.
-    pub(crate) trait Json {
-        fn to_json_text(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json_text(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_default()
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.sockets.len() == 1 {
-        let result = connect(&cli.sockets[0], cli.timeout).and_then(|mut c| run(&cli, &mut c));
-        return match result {
-            Ok((text, code)) => {
-                if !text.is_empty() {
-                    println!("{text}");
+    if let Cmd::GenerateAssets { dir } = &cli.command {
+        use clap::CommandFactory;
+        return match assets::generate(Cli::command(), dir) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("{p}");
                 }
-                ExitCode::from(code)
+                ExitCode::SUCCESS
             }
-            Err(Failure(msg)) => {
-                eprintln!("qga: {msg}");
+            Err(e) => {
+                eprintln!("qga: {e}");
                 ExitCode::from(1)
             }
         };
     }
-    // Several guests: at most 8 at a time; one guest's failure does not stop the others.
-    let results: Vec<(PathBuf, Outcome)> = std::thread::scope(|scope| {
-        let mut out = Vec::new();
-        for group in cli.sockets.chunks(8) {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|p| {
-                    scope.spawn(|| {
-                        (
-                            p.clone(),
-                            connect(p, cli.timeout).and_then(|mut c| run(&cli, &mut c)),
-                        )
-                    })
-                })
-                .collect();
-            out.extend(handles.into_iter().filter_map(|h| h.join().ok()));
-        }
-        out
-    });
-    let mut failed = 0;
-    for (path, r) in &results {
-        match r {
-            Ok((text, _)) => println!("== {}\n{text}", path.display()),
-            Err(Failure(msg)) => {
-                failed += 1;
-                println!("== {}\nerror: {msg}", path.display());
-            }
-        }
-    }
-    println!(
-        "{} guests, {} ok, {failed} failed",
-        results.len(),
-        results.len() - failed
-    );
-    ExitCode::from(u8::from(failed > 0))
+    fanout::main(&cli)
 }
 
 #[cfg(test)]
@@ -531,5 +828,16 @@ mod tests {
     #[test]
     fn test_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_on_off_pairs() {
+        assert_eq!(
+            on_off(&["1=off".into(), "2=on".into()]).unwrap(),
+            vec![(1, false), (2, true)]
+        );
+        assert!(on_off(&["1".into()]).is_err());
+        assert!(on_off(&["x=on".into()]).is_err());
+        assert!(on_off(&["1=maybe".into()]).is_err());
     }
 }

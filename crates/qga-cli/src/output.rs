@@ -126,23 +126,21 @@ pub(crate) fn routes(list: &[s::GuestNetworkRoute]) -> String {
 }
 
 pub(crate) fn vcpus(list: &[s::GuestLogicalProcessor]) -> String {
-    let rows: Vec<Vec<String>> =
-        list.iter()
-            .map(|v| {
-                let can = v.can_offline.map_or("-".to_string(), |c| {
-                    if c { "yes".into() } else { "no".into() }
-                });
-                vec![
-                    v.logical_id.to_string(),
-                    if v.online {
-                        "online".into()
-                    } else {
-                        "offline".into()
-                    },
-                    can,
-                ]
-            })
-            .collect();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| {
+            let can = yes_no(v.can_offline);
+            vec![
+                v.logical_id.to_string(),
+                if v.online {
+                    "online".into()
+                } else {
+                    "offline".into()
+                },
+                can,
+            ]
+        })
+        .collect();
     table(&["cpu", "state", "can-offline"], &rows)
 }
 
@@ -196,6 +194,175 @@ pub(crate) fn trim(t: &s::GuestFilesystemTrimResponse) -> String {
         })
         .collect();
     table(&["path", "result"], &rows)
+}
+
+/// Yes, no or unknown.
+fn yes_no(v: Option<bool>) -> String {
+    match v {
+        Some(true) => "yes".into(),
+        Some(false) => "no".into(),
+        None => "-".into(),
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+pub(crate) fn cpustats(list: &[s::GuestCpuStats]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| match c {
+            s::GuestCpuStats::Linux(l) => vec![
+                l.cpu.to_string(),
+                l.user.to_string(),
+                l.nice.to_string(),
+                l.system.to_string(),
+                l.idle.to_string(),
+                opt(l.iowait),
+                opt(l.irq),
+                opt(l.softirq),
+                opt(l.steal),
+            ],
+        })
+        .collect();
+    table(
+        &[
+            "cpu", "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn memory_blocks(list: &[s::GuestMemoryBlock]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|m| {
+            vec![
+                m.phys_index.to_string(),
+                if m.online { "online" } else { "offline" }.into(),
+                yes_no(m.can_offline),
+            ]
+        })
+        .collect();
+    table(&["block", "state", "can-offline"], &rows)
+}
+
+pub(crate) fn memory_block_responses(list: &[s::GuestMemoryBlockResponse]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let response = serde_json::to_value(r.response)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![r.phys_index.to_string(), response, opt(r.error_code)]
+        })
+        .collect();
+    table(&["block", "result", "errno"], &rows)
+}
+
+pub(crate) fn disks(list: &[s::GuestDiskInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let bus = d.address.as_ref().map(|a| {
+                serde_json::to_value(a.bus_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            });
+            vec![
+                d.name.clone(),
+                if d.partition { "partition" } else { "disk" }.into(),
+                d.dependencies.as_deref().unwrap_or_default().join(" "),
+                d.alias.clone().unwrap_or_default(),
+                bus.unwrap_or_default(),
+                d.address
+                    .as_ref()
+                    .and_then(|a| a.serial.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["name", "kind", "depends on", "alias", "bus", "serial"],
+        &rows,
+    )
+}
+
+pub(crate) fn diskstats(list: &[s::GuestDiskStatsInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let st = &d.stats;
+            vec![
+                d.name.clone(),
+                format!("{}:{}", d.major, d.minor),
+                opt(st.read_ios),
+                opt(st.read_sectors),
+                opt(st.write_ios),
+                opt(st.write_sectors),
+                opt(st.ios_pgr),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "name",
+            "dev",
+            "reads",
+            "read sectors",
+            "writes",
+            "write sectors",
+            "in flight",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) fn exec_status(st: &s::files::GuestExecStatus) -> String {
+    if !st.exited {
+        return "running".into();
+    }
+    let mut out = match (st.exitcode, st.signal) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "exited".into(),
+    };
+    for (name, data) in [("stdout", &st.out_data), ("stderr", &st.err_data)] {
+        if let Some(text) = data.as_deref().and_then(|d| qga_proto::b64::decode(d).ok()) {
+            out.push_str(&format!(
+                "\n--- {name}\n{}",
+                String::from_utf8_lossy(&text).trim_end_matches('\n')
+            ));
+        }
+    }
+    out
+}
+
+pub(crate) fn inventory(rows: &[crate::fanout::InventoryRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.guest.clone(),
+                r.hostname.clone().unwrap_or_else(|| "-".into()),
+                r.os.clone().unwrap_or_else(|| "-".into()),
+                if r.addresses.is_empty() {
+                    "-".into()
+                } else {
+                    r.addresses.join(" ")
+                },
+                r.agent.clone().unwrap_or_else(|| "-".into()),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["guest", "hostname", "os", "addresses", "agent", "error"],
+        &cells,
+    )
 }
 
 #[cfg(test)]

@@ -39,6 +39,15 @@ impl Drop for Agent {
 fn agent() -> Agent {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("sock");
+    start_agent(dir, sock)
+}
+
+/// An agent listening on `sock` (its state directory is a fresh temp dir).
+fn agent_at(sock: &Path) -> Agent {
+    start_agent(tempfile::tempdir().unwrap(), sock.to_path_buf())
+}
+
+fn start_agent(dir: tempfile::TempDir, sock: PathBuf) -> Agent {
     let conf = dir.path().join("c.conf");
     std::fs::write(&conf, "").unwrap();
     let child = Command::new(agent_binary())
@@ -175,4 +184,99 @@ fn test_several_guests_at_once_with_one_failing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(text.contains("3 guests, 2 ok, 1 failed"), "{text}");
+}
+
+#[test]
+fn test_generate_assets_writes_man_page_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(QGA)
+        .arg("generate-assets")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let man = std::fs::read_to_string(dir.path().join("man/qga.1")).unwrap();
+    assert!(man.starts_with(".ie") || man.contains(".TH qga 1"), "{man}");
+    assert!(man.contains("inventory") && man.contains("vsock"), "{man}");
+    for f in ["qga.bash", "_qga", "qga.fish"] {
+        let text = std::fs::read_to_string(dir.path().join("completions").join(f)).unwrap();
+        assert!(text.contains("memory-blocks"), "{f}: {text}");
+    }
+    // The bash completion loads and registers itself.
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p qga",
+            dir.path().join("completions/qga.bash").display()
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Hidden from the help, which shows examples.
+    let help = Command::new(QGA).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        !help.contains("generate-assets") && help.contains("Examples:"),
+        "{help}"
+    );
+}
+
+#[test]
+fn test_libvirt_discovery_domain_and_inventory() {
+    let root = tempfile::tempdir().unwrap();
+    let chan = root.path().join("target");
+    let mut agents = Vec::new();
+    for (id, name) in [(1, "alpha"), (2, "beta")] {
+        let d = chan.join(format!("domain-{id}-{name}"));
+        std::fs::create_dir_all(&d).unwrap();
+        agents.push(agent_at(&d.join("org.qemu.guest_agent.0")));
+    }
+    // A domain whose socket exists but nobody listens: a row with an error, not an abort.
+    let dead = chan.join("domain-3-gamma");
+    std::fs::create_dir_all(&dead).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dead.join("org.qemu.guest_agent.0")).unwrap());
+    let run = |args: &[&str]| {
+        let out = Command::new(QGA)
+            .env("QGA_LIBVIRT_CHANNEL_DIRS", &chan)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["-d", "beta", "ping"]);
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    let (code, _, err) = run(&["-d", "nope", "ping"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("found: alpha, beta, gamma"), "{err}");
+    let (code, out, _) = run(&["inventory"]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("guest") && lines[0].contains("agent"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("alpha ") && lines[1].contains("10.2.0"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("beta ") && lines[2].contains("10.2.0"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("gamma ") && lines[3].contains("cannot connect"),
+        "{out}"
+    );
+    assert!(out.contains("3 guests, 2 answered, 1 failed"), "{out}");
+    let (_, json, _) = run(&["--all", "--json", "--jobs", "2", "inventory"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["guest"], "alpha");
+    assert_eq!(v[0]["agent"], "10.2.0");
+    assert!(v[2]["error"].is_string());
+    drop(agents);
 }

@@ -20,6 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use qga_proto::{Frame, Framer, QgaError, Value};
 use qga_schema::Command;
 
+pub mod channel;
+pub mod discover;
+
+pub use channel::{Channel, Target};
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -105,6 +110,44 @@ impl Reply {
 #[derive(Debug)]
 pub struct Client<S: Read + Write> {
     reader: BufReader<S>,
+    /// A read failed (timeout, garbage): the next call resynchronises first.
+    desynced: bool,
+}
+
+impl Client<Channel> {
+    /// Opens any target (unix socket, vsock, serial device) with a per-reply timeout.
+    pub fn open(target: &Target, timeout: Option<Duration>) -> Result<Self, ClientError> {
+        Ok(Client::new(Channel::open(target, timeout)?))
+    }
+
+    /// Sets the time to wait for each reply.
+    pub fn set_channel_timeout(&mut self, timeout: Option<Duration>) {
+        self.reader.get_mut().set_timeout(timeout);
+    }
+
+    /// Runs a command that sends no reply on success (shutdown, suspend), then waits up to
+    /// `wait` for the error reply it sends on failure: silence (or the channel closing as the
+    /// guest goes down) is success.
+    pub fn execute_no_reply<C: Command>(
+        &mut self,
+        args: &C::Args,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        self.execute::<C>(args)?;
+        if C::SUCCESS_RESPONSE {
+            return Ok(());
+        }
+        let old = self.reader.get_ref().timeout();
+        self.set_channel_timeout(Some(wait));
+        let r = self.read_reply();
+        self.set_channel_timeout(old);
+        match r {
+            Ok(reply) => reply.result().map(drop),
+            Err(ClientError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => Ok(()),
+            Err(ClientError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Client<UnixStream> {
@@ -128,6 +171,7 @@ impl<S: Read + Write> Client<S> {
     pub fn new(stream: S) -> Self {
         Client {
             reader: BufReader::with_capacity(256 * 1024, stream),
+            desynced: false,
         }
     }
 
@@ -147,7 +191,14 @@ impl<S: Read + Write> Client<S> {
     /// Reads the next reply line.
     pub fn read_reply(&mut self) -> Result<Reply, ClientError> {
         let mut line = Vec::new();
-        let n = self.reader.read_until(b'\n', &mut line)?;
+        let n = match self.reader.read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(e) => {
+                // A reply may still arrive later: it must not be taken for the next one.
+                self.desynced = true;
+                return Err(e.into());
+            }
+        };
         if n == 0 || line.last() != Some(&b'\n') {
             return Err(ClientError::Closed);
         }
@@ -160,7 +211,8 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// Resynchronises: sends 0xFF and guest-sync-delimited with a fresh id, then discards
-    /// everything (stale replies, the error for the 0xFF) up to the matching reply.
+    /// everything (stale replies, the error for the 0xFF, garbage, a partial line) up to the
+    /// matching reply. Calls after a failed read do this by themselves.
     pub fn sync(&mut self) -> Result<(), ClientError> {
         let id = sync_id();
         let req = format!(
@@ -171,8 +223,14 @@ impl<S: Read + Write> Client<S> {
         bytes.splice(0..2, [0xFF]);
         self.send_raw(&bytes)?;
         loop {
-            let r = self.read_reply()?;
+            let mut r = self.read_reply()?;
+            // Whatever precedes the last 0xFF (garbage, the rest of a torn line) is dropped.
+            if let Some(pos) = r.line.iter().rposition(|&b| b == 0xFF) {
+                r.line.drain(..=pos);
+                r.delimited = true;
+            }
             if r.delimited && matches!(r.result(), Ok(Value::Int(v)) if v == id) {
+                self.desynced = false;
                 return Ok(());
             }
         }
@@ -186,6 +244,9 @@ impl<S: Read + Write> Client<S> {
         args: Option<Value>,
         expect_reply: bool,
     ) -> Result<Option<Value>, ClientError> {
+        if self.desynced {
+            self.sync()?;
+        }
         let mut req = qga_proto::Dict::new();
         req.insert("execute", Value::Str(name.to_string()));
         if let Some(a) = args {
