@@ -280,3 +280,30 @@ fn test_libvirt_discovery_domain_and_inventory() {
     assert!(v[2]["error"].is_string());
     drop(agents);
 }
+
+#[test]
+fn test_serial_device_target_in_raw_mode() {
+    use std::os::fd::AsRawFd;
+    let a = agent();
+    // A pty pair stands for a guest's serial port: the client opens the slave by its path,
+    // a relay joins the master to the agent's socket. Without raw mode the line discipline
+    // would echo the agent's replies back to it and hold input until end of line.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave_path =
+        std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
+    let master = std::fs::File::from(pty.master);
+    let agent_conn = std::os::unix::net::UnixStream::connect(&a.sock).unwrap();
+    let (mut m_read, mut m_write) = (master.try_clone().unwrap(), master);
+    let (mut s_read, mut s_write) = (agent_conn.try_clone().unwrap(), agent_conn);
+    std::thread::spawn(move || std::io::copy(&mut m_read, &mut s_write));
+    std::thread::spawn(move || std::io::copy(&mut s_read, &mut m_write));
+    let path = slave_path.to_str().unwrap();
+    let (code, out, err) = qga(
+        Path::new(path),
+        &["--timeout", "5", "exec", "--", "echo", "over serial"],
+    );
+    assert_eq!((code, out.as_str()), (0, "over serial\n"), "{err}");
+    let (code, out, err) = qga(Path::new(&format!("serial:{path}")), &["ping"]);
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    drop(pty.slave);
+}
