@@ -340,12 +340,29 @@ type Conn = Client<Channel>;
 fn connect(target: &Target, timeout: u64) -> Result<Conn, Failure> {
     let t = Some(Duration::from_secs(timeout.max(1)));
     let mut c = Client::open(target, t).map_err(|e| {
-        let hint = match target {
-            Target::Unix(_) => "is the VM running, and is this the agent's channel socket?",
-            Target::Vsock { .. } => {
-                "is the guest's agent listening on this vsock port (qemu-ga -m vsock-listen -p PORT)?"
+        let e = match e {
+            ClientError::Io(e) => e,
+            other => return Failure(format!("cannot connect to {target}: {other}")),
+        };
+        let hint = match (target, e.kind()) {
+            (_, std::io::ErrorKind::PermissionDenied) => {
+                "run qga as root or as a user allowed to open it".to_string()
             }
-            Target::Serial(_) => "is this the host end of the guest's agent serial port?",
+            (Target::Unix(_), std::io::ErrorKind::NotFound) => {
+                "is the VM running, and is this the agent's channel socket? libvirt guests can be named with -d DOMAIN".into()
+            }
+            (Target::Unix(_), std::io::ErrorKind::ConnectionRefused) => {
+                "nobody listens on it: the VM or its agent channel is gone".into()
+            }
+            (Target::Unix(_), _) => {
+                "is the VM running, and is this the agent's channel socket?".into()
+            }
+            (Target::Vsock { .. }, _) => {
+                "is the guest's agent listening on this vsock port (qemu-ga -m vsock-listen -p PORT)?".into()
+            }
+            (Target::Serial(_), _) => {
+                "is this the host end of the guest's agent serial port?".into()
+            }
         };
         Failure(format!("cannot connect to {target}: {e} ({hint})"))
     })?;

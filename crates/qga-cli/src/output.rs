@@ -126,6 +126,8 @@ pub(crate) fn routes(list: &[s::GuestNetworkRoute]) -> String {
 }
 
 pub(crate) fn vcpus(list: &[s::GuestLogicalProcessor]) -> String {
+    let mut list = list.to_vec();
+    list.sort_by_key(|v| v.logical_id);
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|v| {
@@ -235,6 +237,8 @@ pub(crate) fn cpustats(list: &[s::GuestCpuStats]) -> String {
 }
 
 pub(crate) fn memory_blocks(list: &[s::GuestMemoryBlock]) -> String {
+    let mut list = list.to_vec();
+    list.sort_by_key(|m| m.phys_index);
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|m| {
@@ -382,5 +386,97 @@ mod tests {
     fn test_table_aligns_columns() {
         let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "a    bb\nxxx  y");
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn test_machine_tables_have_fixed_form() {
+        let ifs: Vec<s::GuestNetworkInterface> = parse(
+            r#"[{"name":"lo","hardware-address":"00:00:00:00:00:00","ip-addresses":[
+                {"ip-address":"127.0.0.1","ip-address-type":"ipv4","prefix":8}]},
+                {"name":"eth0","hardware-address":"52:54:00:12:34:56","ip-addresses":[
+                {"ip-address":"10.0.2.15","ip-address-type":"ipv4","prefix":24},
+                {"ip-address":"fe80::1","ip-address-type":"ipv6","prefix":64}]},
+                {"name":"dummy0"}]"#,
+        );
+        assert_eq!(
+            interfaces(&ifs),
+            "interface  mac                addresses\n\
+             lo         00:00:00:00:00:00  127.0.0.1/8\n\
+             eth0       52:54:00:12:34:56  10.0.2.15/24 fe80::1/64\n\
+             dummy0"
+        );
+        let fs: Vec<s::GuestFilesystemInfo> = parse(
+            r#"[{"name":"vda1","mountpoint":"/","type":"ext4","used-bytes":1500000000,
+                "total-bytes":10000000000,"disk":[{"pci-controller":{"domain":0,"bus":0,
+                "slot":4,"function":0},"bus-type":"virtio","bus":0,"target":0,"unit":0,
+                "dev":"/dev/vda"}]},
+                {"name":"tmpfs","mountpoint":"/tmp","type":"tmpfs","disk":[]}]"#,
+        );
+        assert_eq!(
+            fsinfo(&fs),
+            "mountpoint  type   device  used MB  total MB  disks\n\
+             /           ext4   vda1    1500.0   10000.0   /dev/vda\n\
+             /tmp        tmpfs  tmpfs   -        -"
+        );
+        let disks_: Vec<s::GuestDiskInfo> = parse(
+            r#"[{"name":"/dev/vda","partition":false,"address":{"pci-controller":{"domain":0,
+                "bus":0,"slot":4,"function":0},"bus-type":"virtio","bus":0,"target":0,
+                "unit":0,"serial":"abc123","dev":"/dev/vda"}},
+                {"name":"/dev/vda1","partition":true,"dependencies":["/dev/vda"]}]"#,
+        );
+        assert_eq!(
+            disks(&disks_),
+            "name       kind       depends on  alias  bus     serial\n\
+             /dev/vda   disk                          virtio  abc123\n\
+             /dev/vda1  partition  /dev/vda"
+        );
+        let cpus: Vec<s::GuestLogicalProcessor> = parse(
+            r#"[{"logical-id":1,"online":false,"can-offline":true},
+                {"logical-id":0,"online":true,"can-offline":false}]"#,
+        );
+        assert_eq!(
+            vcpus(&cpus),
+            "cpu  state    can-offline\n0    online   no\n1    offline  yes"
+        );
+        let users_: Vec<s::GuestUser> = parse(r#"[{"user":"root","login-time":1700000000.5}]"#);
+        assert_eq!(
+            users(&users_),
+            "user  login\nroot  2023-11-14 22:13:20 UTC (1700000000500000000 ns)"
+        );
+        let blocks: Vec<s::GuestMemoryBlock> = parse(
+            r#"[{"phys-index":33,"online":true,"can-offline":true},
+                {"phys-index":2,"online":false}]"#,
+        );
+        assert_eq!(
+            memory_blocks(&blocks),
+            "block  state    can-offline\n2      offline  -\n33     online   yes"
+        );
+        let rows = vec![
+            crate::fanout::InventoryRow {
+                guest: "web1".into(),
+                hostname: Some("web1.example".into()),
+                os: Some("Debian GNU/Linux 12 (bookworm)".into()),
+                addresses: vec!["192.0.2.10".into(), "2001:db8::10".into()],
+                agent: Some("10.2.0".into()),
+                error: None,
+            },
+            crate::fanout::InventoryRow {
+                guest: "db".into(),
+                error: Some("cannot connect".into()),
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            inventory(&rows),
+            "guest  hostname      os                              addresses                \
+             agent   error\n\
+             web1   web1.example  Debian GNU/Linux 12 (bookworm)  192.0.2.10 2001:db8::10  10.2.0\n\
+             db     -             -                               -                        -       \
+             cannot connect"
+        );
     }
 }
