@@ -192,3 +192,83 @@ fn test_same_replies_as_debian_qemu_ga() {
     }
     println!("differential: {compared} replies identical to {REFERENCE}");
 }
+
+/// The client's file transfer path (streamed base64 decoding of read replies, requests
+/// encoded in place) against both agents: same bytes, same counts, same errors.
+#[test]
+fn test_client_file_transfers_same_with_both_agents() {
+    if !Path::new(REFERENCE).exists() {
+        assert!(
+            std::env::var_os("QGA_REQUIRE_REFERENCE").is_none(),
+            "{REFERENCE} is required but missing"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..(3u32 << 20) + 5)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut results = Vec::new();
+    for (n, binary) in [REFERENCE, AGENT].into_iter().enumerate() {
+        let agent = start(binary, &[]);
+        let mut c = Client::connect_unix(&agent.sock).unwrap();
+        let path = dir.path().join(format!("f{n}"));
+        let path_text = path.to_str().unwrap();
+        let open = |c: &mut Client<_>, mode: &str| {
+            c.execute_value(
+                "guest-file-open",
+                Some(Value::from_json(
+                    serde_json::json!({"path": path_text, "mode": mode}),
+                )),
+                true,
+            )
+            .unwrap()
+        };
+        let Some(Value::Int(h)) = open(&mut c, "w") else {
+            panic!("open");
+        };
+        let mut counts = Vec::new();
+        let mut at = 0;
+        for size in [0, 1, 2, 3, 4095, 65536, 1 << 20] {
+            let end = (at + size).min(data.len());
+            counts.push(c.file_write(h, &data[at..end]).unwrap());
+            at = end;
+        }
+        let text = qga_client::Base64Text::encode(&data[at..]);
+        counts.push(c.file_write_b64(h, &text).unwrap());
+        // qemu-ga buffers writes in stdio.
+        c.execute_value(
+            "guest-file-flush",
+            Some(Value::from_json(serde_json::json!({ "handle": h }))),
+            true,
+        )
+        .unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == data,
+            "{binary}: written data differs"
+        );
+        let Some(Value::Int(h)) = open(&mut c, "r") else {
+            panic!("open");
+        };
+        let mut back = Vec::new();
+        let mut reads = Vec::new();
+        for count in [0, 1, 2, 3, 4096, 1 << 20, 3 << 20, 16] {
+            let r = c.file_read(h, count).unwrap();
+            reads.push((r.data.len(), r.eof));
+            back.extend_from_slice(&r.data);
+        }
+        let first_diff = back.iter().zip(&data).position(|(a, b)| a != b);
+        assert!(
+            back == data,
+            "{binary}: {} bytes back, first difference at {first_diff:?}, reads {reads:?}",
+            back.len()
+        );
+        let errors = [
+            c.file_read(h, -1).unwrap_err().to_string(),
+            c.file_read(999_999, 1).unwrap_err().to_string(),
+            c.file_write(999_999, b"x").unwrap_err().to_string(),
+        ];
+        results.push((counts, reads, errors));
+    }
+    assert_eq!(results[0], results[1]);
+}

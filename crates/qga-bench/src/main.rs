@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qga_client::{Client, ClientError};
+use qga_client::{Base64Text, Client, ClientError};
 use qga_proto::b64;
 use qga_schema::{
-    ExecArgs, ExecStatusArgs, FileHandleArgs, FileOpenArgs, FileReadArgs, FileWriteArgs, GuestExec,
-    GuestExecCaptureOutput, GuestExecStatus, GuestFileClose, GuestFileOpen, GuestFileRead,
-    GuestFileWrite, GuestPing, NoArgs,
+    ExecArgs, ExecStatusArgs, FileHandleArgs, FileOpenArgs, GuestExec, GuestExecCaptureOutput,
+    GuestExecStatus, GuestFileClose, GuestFileOpen, GuestPing, NoArgs,
 };
 use sha2::{Digest, Sha256};
 
@@ -137,13 +136,9 @@ fn read_file(c: &mut C, path: &Path, chunk: usize, want_sha: &str) -> R<(f64, us
     let mut parts = Vec::new();
     let t = Instant::now();
     loop {
-        let r = c.execute::<GuestFileRead>(&FileReadArgs {
-            handle: h,
-            count: Some(chunk as i64),
-        })?;
-        let data = b64::decode(&r.buf_b64).expect("base64");
-        let done = r.eof || data.is_empty();
-        parts.push(data);
+        let r = c.file_read(h, chunk as i64)?;
+        let done = r.eof || r.data.is_empty();
+        parts.push(r.data);
         if done {
             break;
         }
@@ -170,14 +165,10 @@ fn write_file(c: &mut C, path: &Path, data: &[u8], chunk: usize) -> R<f64> {
         path: path.display().to_string(),
         mode: Some("w".into()),
     })?;
-    let encoded: Vec<String> = data.chunks(chunk).map(b64::encode).collect();
+    let encoded: Vec<Base64Text> = data.chunks(chunk).map(Base64Text::encode).collect();
     let t = Instant::now();
-    for e in encoded {
-        c.execute::<GuestFileWrite>(&FileWriteArgs {
-            handle: h,
-            buf_b64: e,
-            count: None,
-        })?;
+    for e in &encoded {
+        c.file_write_b64(h, e)?;
     }
     c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })?;
     let secs = t.elapsed().as_secs_f64();

@@ -128,12 +128,7 @@ fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<String,
             break;
         }
         sha.update(&buf[..n]);
-        let args = s::FileWriteArgs {
-            handle: h,
-            buf_b64: b64::encode(&buf[..n]),
-            count: None,
-        };
-        if let Err(e) = c.execute::<s::GuestFileWrite>(&args) {
+        if let Err(e) = c.file_write(h, &buf[..n]) {
             let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
             return Err(interrupted(&e, done, total, &dst));
         }
@@ -186,12 +181,9 @@ fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Strin
     let start = Instant::now();
     loop {
         let r = c
-            .execute::<s::GuestFileRead>(&s::FileReadArgs {
-                handle: h,
-                count: Some(CHUNK as i64),
-            })
+            .file_read(h, CHUNK as i64)
             .map_err(|e| interrupted(&e, done, total, &dst))?;
-        let data = b64::decode(&r.buf_b64).map_err(str::to_string)?;
+        let data = r.data;
         sha.update(&data);
         out.write_all(&data)
             .map_err(|e| interrupted(&lerr(e), done, total, &dst))?;

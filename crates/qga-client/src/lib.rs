@@ -112,6 +112,109 @@ pub struct Client<S: Read + Write> {
     reader: BufReader<S>,
     /// A read failed (timeout, garbage): the next call resynchronises first.
     desynced: bool,
+    /// Request buffer of file writes, kept between calls (its length only grows).
+    scratch: Vec<u8>,
+}
+
+/// One guest-file-read result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChunk {
+    /// The bytes read.
+    pub data: Vec<u8>,
+    /// Whether the agent reported end of file.
+    pub eof: bool,
+}
+
+/// Base64 text made by encoding bytes, so it can go into a request without escaping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base64Text(String);
+
+impl Base64Text {
+    /// Encodes `bytes`.
+    pub fn encode(bytes: &[u8]) -> Base64Text {
+        Base64Text(qga_proto::b64::encode(bytes))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What comes before the base64 text in a guest-file-read reply, from qemu-ga and from this
+/// project's agent alike (the members in QDict order).
+const READ_REPLY_HEAD: &[u8] = b"{\"return\": {\"count\": ";
+const READ_REPLY_B64: &[u8] = b", \"buf-b64\": \"";
+
+/// Decodes the base64 text of a reply as it arrives, group-aligned; what the canonical
+/// decoder refuses (line breaks, odd padding) is kept and decoded leniently at the end.
+struct StreamDecoder {
+    data: Vec<u8>,
+    len: usize,
+    pending: Vec<u8>,
+    lenient: bool,
+}
+
+impl StreamDecoder {
+    fn new(expected: usize) -> StreamDecoder {
+        StreamDecoder {
+            data: vec![0; expected + 3],
+            len: 0,
+            pending: Vec::new(),
+            lenient: false,
+        }
+    }
+
+    fn decode(&mut self, text: &[u8]) -> bool {
+        match qga_proto::b64::decode_canonical_to_slice(text, &mut self.data[self.len..]) {
+            Some(n) => {
+                self.len += n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn feed(&mut self, mut text: &[u8]) {
+        if self.lenient {
+            self.pending.extend_from_slice(text);
+            return;
+        }
+        if !self.pending.is_empty() {
+            let take = (4 - self.pending.len()).min(text.len());
+            self.pending.extend_from_slice(&text[..take]);
+            text = &text[take..];
+            if self.pending.len() < 4 {
+                return;
+            }
+            let group = std::mem::take(&mut self.pending);
+            if !self.decode(&group) {
+                self.lenient = true;
+                self.pending = group;
+                self.pending.extend_from_slice(text);
+                return;
+            }
+        }
+        let whole = text.len() / 4 * 4;
+        if !self.decode(&text[..whole]) {
+            self.lenient = true;
+            self.pending.extend_from_slice(text);
+            return;
+        }
+        self.pending.extend_from_slice(&text[whole..]);
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, ClientError> {
+        self.data.truncate(self.len);
+        if !self.pending.is_empty() {
+            let text = std::str::from_utf8(&self.pending)
+                .map_err(|_| ClientError::Protocol("buf-b64 is not text".into()))?;
+            let tail = qga_proto::b64::decode(text)
+                .map_err(|e| ClientError::Protocol(format!("buf-b64: {e}")))?;
+            self.data.extend_from_slice(&tail);
+        }
+        Ok(self.data)
+    }
 }
 
 impl Client<Channel> {
@@ -172,6 +275,7 @@ impl<S: Read + Write> Client<S> {
         Client {
             reader: BufReader::with_capacity(256 * 1024, stream),
             desynced: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -262,6 +366,165 @@ impl<S: Read + Write> Client<S> {
         self.read_reply()?.result().map(Some)
     }
 
+    /// guest-file-read of up to `count` bytes. The reply's base64 text is decoded as it
+    /// arrives, without holding the reply line; a reply of another shape (an error, an
+    /// agent that orders members differently) takes the general path.
+    pub fn file_read(&mut self, handle: i64, count: i64) -> Result<FileChunk, ClientError> {
+        if self.desynced {
+            self.sync()?;
+        }
+        let r = self.file_read_streamed(handle, count);
+        if let Err(ClientError::Io(_)) = r {
+            // The rest of the reply may still arrive: it must not be taken for the next one.
+            self.desynced = true;
+        }
+        r
+    }
+
+    fn file_read_streamed(&mut self, handle: i64, count: i64) -> Result<FileChunk, ClientError> {
+        let req = format!(
+            "{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{handle},\"count\":{count}}}}}\n"
+        );
+        self.send_raw(req.as_bytes())?;
+        // The head of the reply, up to the opening quote of the base64 text or the line end.
+        let mut head = Vec::new();
+        let mut line_done = false;
+        while !line_done && !head.ends_with(READ_REPLY_B64) && head.len() < 96 {
+            let avail = self.reader.fill_buf()?;
+            if avail.is_empty() {
+                return Err(ClientError::Closed);
+            }
+            let mut used = 0;
+            for &b in avail {
+                head.push(b);
+                used += 1;
+                if b == b'\n' {
+                    line_done = true;
+                    break;
+                }
+                if head.len() >= 96 || head.ends_with(READ_REPLY_B64) {
+                    break;
+                }
+            }
+            self.reader.consume(used);
+        }
+        let count = head
+            .strip_prefix(READ_REPLY_HEAD)
+            .and_then(|rest| rest.strip_suffix(READ_REPLY_B64))
+            .filter(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+            .and_then(|digits| std::str::from_utf8(digits).ok()?.parse::<usize>().ok())
+            .filter(|_| !line_done);
+        let Some(count) = count else {
+            if !line_done {
+                self.reader.read_until(b'\n', &mut head)?;
+            }
+            return self.file_read_general(head);
+        };
+        let mut dec = StreamDecoder::new(count);
+        loop {
+            let avail = self.reader.fill_buf()?;
+            if avail.is_empty() {
+                return Err(ClientError::Closed);
+            }
+            let end = memchr::memchr2(b'"', b'\n', avail);
+            let text = &avail[..end.unwrap_or(avail.len())];
+            dec.feed(text);
+            let used = text.len();
+            self.reader.consume(used);
+            if end.is_some() {
+                break;
+            }
+        }
+        // The rest of the line, checked through the general parser with the text left out.
+        let mut rest = head;
+        let n = self.reader.read_until(b'\n', &mut rest)?;
+        if n == 0 || rest.last() != Some(&b'\n') {
+            return Err(ClientError::Closed);
+        }
+        rest.pop();
+        let ret = Reply {
+            delimited: false,
+            line: rest,
+        }
+        .result()?;
+        let eof = match &ret {
+            Value::Dict(d) => matches!(d.get("eof"), Some(Value::Bool(true))),
+            _ => false,
+        };
+        let data = dec.finish()?;
+        if data.len() != count {
+            return Err(ClientError::Protocol(format!(
+                "guest-file-read reply has count {count} but {} bytes",
+                data.len()
+            )));
+        }
+        Ok(FileChunk { data, eof })
+    }
+
+    fn file_read_general(&mut self, mut line: Vec<u8>) -> Result<FileChunk, ClientError> {
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let delimited = line.first() == Some(&0xFF);
+        if delimited {
+            line.remove(0);
+        }
+        let ret = Reply { delimited, line }.result()?;
+        let r: qga_schema::files::GuestFileRead = serde_json::from_value(ret.into_json())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let data = qga_proto::b64::decode(&r.buf_b64)
+            .map_err(|e| ClientError::Protocol(format!("buf-b64: {e}")))?;
+        Ok(FileChunk { data, eof: r.eof })
+    }
+
+    /// guest-file-write of `data`, encoded straight into the request; returns the count
+    /// the agent reports.
+    pub fn file_write(&mut self, handle: i64, data: &[u8]) -> Result<i64, ClientError> {
+        self.file_write_with(handle, qga_proto::b64::encoded_len(data.len()), |out| {
+            qga_proto::b64::encode_to_slice(data, out);
+        })
+    }
+
+    /// guest-file-write of already encoded text.
+    pub fn file_write_b64(&mut self, handle: i64, text: &Base64Text) -> Result<i64, ClientError> {
+        let bytes = text.as_str().as_bytes();
+        self.file_write_with(handle, bytes.len(), |out| out.copy_from_slice(bytes))
+    }
+
+    fn file_write_with(
+        &mut self,
+        handle: i64,
+        b64_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<i64, ClientError> {
+        if self.desynced {
+            self.sync()?;
+        }
+        let head = format!(
+            "{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{handle},\"buf-b64\":\""
+        );
+        const TAIL: &[u8] = b"\"}}\n";
+        let total = head.len() + b64_len + TAIL.len();
+        if self.scratch.len() < total {
+            self.scratch.resize(total, 0);
+        }
+        let buf = &mut self.scratch[..total];
+        buf[..head.len()].copy_from_slice(head.as_bytes());
+        fill(&mut buf[head.len()..head.len() + b64_len]);
+        buf[head.len() + b64_len..].copy_from_slice(TAIL);
+        let s = self.reader.get_mut();
+        s.write_all(&self.scratch[..total])?;
+        s.flush()?;
+        // Do not keep a huge request buffer for the small writes that may follow.
+        if self.scratch.len() > 8 << 20 && total < 1 << 20 {
+            self.scratch = Vec::new();
+        }
+        let ret = self.read_reply()?.result()?;
+        let r: qga_schema::files::GuestFileWrite = serde_json::from_value(ret.into_json())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(r.count)
+    }
+
     /// Runs a typed command.
     pub fn execute<C: Command>(&mut self, args: &C::Args) -> Result<C::Ret, ClientError> {
         let json = serde_json::to_value(args).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -310,6 +573,32 @@ mod tests {
         match err.result() {
             Err(ClientError::Agent(e)) => assert_eq!(e.desc, "The command x has not been found"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_stream_decoder_any_split_matches_lenient_decode() {
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        let canonical = qga_proto::b64::encode(&data);
+        let mut odd = canonical.clone();
+        odd.insert(37, '\n');
+        odd.insert_str(80, "QQ==");
+        for text in [
+            canonical.as_str(),
+            odd.as_str(),
+            "QQ==QQ==",
+            "aGVsbG8",
+            "QR==",
+            "",
+        ] {
+            let want = qga_proto::b64::decode(text).unwrap();
+            for step in 1..=text.len().max(1) {
+                let mut dec = StreamDecoder::new(want.len());
+                for piece in text.as_bytes().chunks(step) {
+                    dec.feed(piece);
+                }
+                assert_eq!(dec.finish().unwrap(), want, "{text:?} in pieces of {step}");
+            }
         }
     }
 

@@ -18,6 +18,29 @@ pub fn encode_into(bytes: &[u8], out: &mut String) {
     base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
 }
 
+/// Length of the encoding of `n` bytes.
+pub fn encoded_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Encodes `bytes` into the start of `out`, which must hold [`encoded_len`] bytes; returns
+/// that length. Lets callers encode straight into a reply or request buffer.
+pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) -> usize {
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, out)
+        .unwrap_or(0)
+}
+
+/// Decodes canonical base64 (whole padded groups, alphabet only) into the start of `out`;
+/// `None` if `text` is not canonical or `out` is too small. Whole canonical groups decode the
+/// same as with [`decode`], so a caller can decode a long text group-aligned piece by piece
+/// and hand only what this refuses to [`decode`].
+pub fn decode_canonical_to_slice(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    base64::engine::general_purpose::STANDARD
+        .decode_slice(text, out)
+        .ok()
+}
+
 const INVALID: u8 = 0xFF;
 const SKIP: u8 = 0xFE;
 
