@@ -235,3 +235,94 @@ fn test_serial_device_target_in_raw_mode() {
     assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
     drop(pty.slave);
 }
+
+#[test]
+fn test_cp_resume_both_ways_and_failure_advice() {
+    let a = agent();
+    let dir = a.dir.path();
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let src = dir.join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    // An upload that stopped after 1 MB: the guest has the first part.
+    let guest = dir.join("guest.bin");
+    std::fs::write(&guest, &data[..1_000_000]).unwrap();
+    let (code, out, err) = qga(
+        &a.sock,
+        &[
+            "cp",
+            "--resume",
+            src.to_str().unwrap(),
+            &format!(":{}", guest.display()),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2500000 bytes") && out.contains("verified"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&guest).unwrap(), data);
+    // A download that stopped part way: the local file has the first part.
+    let back = dir.join("back.bin");
+    std::fs::write(&back, &data[..123_457]).unwrap();
+    let (code, out, err) = qga(
+        &a.sock,
+        &[
+            "cp",
+            "--resume",
+            &format!(":{}", guest.display()),
+            back.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    // Resuming a finished copy copies nothing and still verifies.
+    let (code, _, err) = qga(
+        &a.sock,
+        &[
+            "cp",
+            "--resume",
+            back.to_str().unwrap(),
+            &format!(":{}", dir.join("src.bin").display()),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A guest file longer than the source cannot be resumed into.
+    std::fs::write(&back, b"short").unwrap();
+    let (code, _, err) = qga(
+        &a.sock,
+        &[
+            "cp",
+            "--resume",
+            back.to_str().unwrap(),
+            &format!(":{}", guest.display()),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot resume") && err.contains("is larger than"),
+        "{err}"
+    );
+
+    // A failure part way says what was copied and how to go on.
+    let dir2 = tempfile::tempdir().unwrap();
+    let blocked = common::start_agent(
+        dir2,
+        a.dir.path().join("blocked.sock"),
+        "[general]\nblock-rpcs=guest-file-write\n",
+        &[],
+    );
+    let (code, _, err) = qga(
+        &blocked.sock,
+        &[
+            "cp",
+            src.to_str().unwrap(),
+            &format!(":{}", dir.join("x.bin").display()),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("0 of 2500000 bytes were copied to :") && err.contains("--resume"),
+        "{err}"
+    );
+}
