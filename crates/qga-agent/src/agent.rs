@@ -2,6 +2,7 @@
 //! frozen flag and the persistent state file.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::exec_table::ExecTable;
 use crate::handles::Handles;
@@ -11,8 +12,12 @@ use crate::state::StateFile;
 /// The QEMU version the agent reports by default, so that clients gating on it work.
 pub const QEMU_COMPAT_VERSION: &str = "10.2.0";
 
-/// Everything a command handler may read or change.
-#[derive(Debug)]
+/// Everything a command handler may read or change: one per connection. The settings are
+/// copies, `delimit_response` belongs to the connection, and the state (handles, exec
+/// records, the state file) is shared by all connections: those types are cheap handles
+/// on one table each (an `Arc` inside), each behind its own lock.
+/// `frozen` mirrors the freeze state, refreshed before every request.
+#[derive(Debug, Clone)]
 pub struct Agent {
     /// The version reported by guest-info and `-V`.
     pub version: String,
@@ -30,4 +35,21 @@ pub struct Agent {
     pub files: Handles,
     /// Processes started by guest-exec.
     pub execs: ExecTable,
+}
+
+impl Agent {
+    /// The agent as a new connection starts with it: same settings and shared state, no
+    /// pending 0xFF delimiter.
+    pub fn for_connection(&self) -> Agent {
+        Agent {
+            delimit_response: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// Locks `m`, carrying on if a thread panicked while holding it (the data are still
+/// consistent: every critical section here either completes or changes nothing).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -43,6 +43,7 @@ fn run(
             "The command {name} has not been found"
         )));
     };
+    crate::commands::freeze::refresh(agent);
     if !agent.policy.is_enabled(spec, agent.frozen) {
         return Err(QgaError::not_found(format!(
             "Command {name} has been disabled: the command is not allowed"

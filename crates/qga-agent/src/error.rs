@@ -15,11 +15,18 @@ pub enum CommandError {
     /// The guest cannot do this at run time (QEMU's "not currently supported").
     #[error("this feature or command is not currently supported")]
     Unsupported,
+    /// The command became disabled (frozen) while it waited for another connection's
+    /// operation: the policy's error, as the dispatcher words it.
+    #[error("Command {0} has been disabled: the command is not allowed")]
+    Disabled(&'static str),
 }
 
 impl From<CommandError> for QgaError {
     fn from(e: CommandError) -> QgaError {
-        QgaError::generic(e.to_string())
+        match e {
+            CommandError::Disabled(_) => QgaError::not_found(e.to_string()),
+            e => QgaError::generic(e.to_string()),
+        }
     }
 }
 

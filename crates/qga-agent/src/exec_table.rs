@@ -66,10 +66,11 @@ pub enum Status {
     },
 }
 
-/// The table of started processes.
-#[derive(Debug)]
+/// The table of started processes; clones share it (a pid started on one connection can be
+/// polled from another).
+#[derive(Debug, Clone)]
 pub struct ExecTable {
-    records: HashMap<i64, Arc<Record>>,
+    records: Arc<Mutex<HashMap<i64, Arc<Record>>>>,
     max_records: usize,
     /// Captured bytes still allowed, shared with the reader threads.
     budget: Arc<AtomicUsize>,
@@ -87,7 +88,7 @@ impl ExecTable {
     /// An empty table.
     pub fn new(max_records: usize, max_output: usize) -> ExecTable {
         ExecTable {
-            records: HashMap::new(),
+            records: Arc::new(Mutex::new(HashMap::new())),
             max_records,
             budget: Arc::new(AtomicUsize::new(max_output)),
         }
@@ -95,14 +96,14 @@ impl ExecTable {
 
     /// Fails when no further process may be started.
     pub fn check_room(&self) -> Result<(), ExecError> {
-        if self.records.len() >= self.max_records {
+        if crate::agent::lock(&self.records).len() >= self.max_records {
             return Err(ExecError::Full(self.max_records));
         }
         Ok(())
     }
 
     /// Takes over a started child: feeds `input`, captures its pipes, reaps it.
-    pub fn add(&mut self, spawned: Spawned, input: Option<Vec<u8>>) -> io::Result<i64> {
+    pub fn add(&self, spawned: Spawned, input: Option<Vec<u8>>) -> io::Result<i64> {
         let Spawned {
             mut child,
             stdin,
@@ -134,14 +135,15 @@ impl ExecTable {
                 rec.lock().status = Some(status);
             }
         })?;
-        self.records.insert(pid, record);
+        crate::agent::lock(&self.records).insert(pid, record);
         Ok(pid)
     }
 
     /// The status of `pid`; `None` if there is no such record. An exited record is removed
     /// and its output memory returned to the budget.
-    pub fn status(&mut self, pid: i64) -> Option<Status> {
-        let record = self.records.get(&pid)?;
+    pub fn status(&self, pid: i64) -> Option<Status> {
+        let mut records = crate::agent::lock(&self.records);
+        let record = records.get(&pid)?;
         let mut st = record.lock();
         let Some(status) = st.status.filter(|_| st.open_streams == 0) else {
             return Some(Status::Running);
@@ -149,7 +151,7 @@ impl ExecTable {
         let out = std::mem::take(&mut st.out);
         let err = std::mem::take(&mut st.err);
         drop(st);
-        self.records.remove(&pid);
+        records.remove(&pid);
         self.budget
             .fetch_add(out.data.len() + err.data.len(), Ordering::Relaxed);
         Some(Status::Exited { status, out, err })

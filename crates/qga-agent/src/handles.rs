@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
 
 use qga_sys::file::Whence;
 
@@ -76,10 +77,15 @@ impl OpenFile {
     }
 }
 
-/// The handle table.
-#[derive(Debug)]
+/// A file shared by the connections that use its handle; one operation at a time.
+pub type SharedFile = Arc<Mutex<OpenFile>>;
+
+/// The handle table; clones share it (every connection sees the same handles). Its lock is
+/// held only to look a handle up, add or remove one; an operation on a file locks that file
+/// only, so a long read on one handle does not hold up other handles (or other connections).
+#[derive(Debug, Clone)]
 pub struct Handles {
-    files: BTreeMap<i64, OpenFile>,
+    files: Arc<Mutex<BTreeMap<i64, SharedFile>>>,
     max: usize,
 }
 
@@ -87,14 +93,14 @@ impl Handles {
     /// An empty table with room for `max` handles.
     pub fn new(max: usize) -> Handles {
         Handles {
-            files: BTreeMap::new(),
+            files: Arc::new(Mutex::new(BTreeMap::new())),
             max,
         }
     }
 
     /// Whether another handle fits.
     pub fn full(&self) -> bool {
-        self.files.len() >= self.max
+        crate::agent::lock(&self.files).len() >= self.max
     }
 
     /// The configured bound.
@@ -102,19 +108,25 @@ impl Handles {
         self.max
     }
 
-    /// Adds an open file under `handle`.
-    pub fn insert(&mut self, handle: i64, file: OpenFile) {
-        self.files.insert(handle, file);
+    /// Adds an open file under `handle`; gives the file back if the table is full (another
+    /// connection took the last slot since [`Handles::full`] was asked).
+    pub fn insert(&self, handle: i64, file: OpenFile) -> Result<(), OpenFile> {
+        let mut files = crate::agent::lock(&self.files);
+        if files.len() >= self.max {
+            return Err(file);
+        }
+        files.insert(handle, Arc::new(Mutex::new(file)));
+        Ok(())
     }
 
     /// The open file for `handle`.
-    pub fn get(&mut self, handle: i64) -> Option<&mut OpenFile> {
-        self.files.get_mut(&handle)
+    pub fn get(&self, handle: i64) -> Option<SharedFile> {
+        crate::agent::lock(&self.files).get(&handle).cloned()
     }
 
-    /// Removes `handle`, returning its file.
-    pub fn remove(&mut self, handle: i64) -> Option<OpenFile> {
-        self.files.remove(&handle)
+    /// Removes `handle`, returning its file (closed when the last user lets go of it).
+    pub fn remove(&self, handle: i64) -> Option<SharedFile> {
+        crate::agent::lock(&self.files).remove(&handle)
     }
 }
 
@@ -161,13 +173,14 @@ mod tests {
 
     #[test]
     fn test_table_bound() {
-        let mut h = Handles::new(1);
+        let h = Handles::new(1);
         assert!(!h.full());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
-        h.insert(7, OpenFile::new(File::open(&p).unwrap()));
+        h.insert(7, OpenFile::new(File::open(&p).unwrap())).unwrap();
         assert!(h.full());
+        assert!(h.insert(8, OpenFile::new(File::open(&p).unwrap())).is_err());
         assert!(h.get(7).is_some() && h.get(8).is_none());
         assert!(h.remove(7).is_some());
     }

@@ -220,7 +220,8 @@ fn run(config: &Config) -> ExitCode {
                 }
             }
         }
-        match transport::serve(&mut agent, &channel, &QUIT) {
+        let max_connections = limit(config.max_connections, transport::DEFAULT_MAX_CONNECTIONS);
+        match transport::serve(&mut agent, &channel, &QUIT, max_connections) {
             Ok(transport::Stop::Quit) => break,
             Err(e) => {
                 log::error!("error reading channel: {e}");

@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// First file handle when no state exists (as qemu-ga).
 pub const FIRST_HANDLE: i64 = 1000;
@@ -16,10 +17,16 @@ pub const FIRST_HANDLE: i64 = 1000;
 /// Handles reserved per write of the state file.
 pub const HANDLE_BLOCK: i64 = 1024;
 
-/// The state file and its current values.
-#[derive(Debug)]
+/// The state file and its current values. Clones share them (every connection uses the
+/// same counters, behind a lock held only while a handle is taken or the file written).
+#[derive(Debug, Clone)]
 pub struct StateFile {
     path: PathBuf,
+    counters: Arc<Mutex<Counters>>,
+}
+
+#[derive(Debug)]
+struct Counters {
     /// The value written in the file.
     fd_counter: i64,
     /// The next file handle to hand out.
@@ -49,52 +56,57 @@ impl StateFile {
             .ok()
             .and_then(|t| parse_fd_counter(&t));
         let first = fd_counter.unwrap_or(FIRST_HANDLE);
-        let mut state = StateFile {
+        let state = StateFile {
             path,
-            fd_counter: first,
-            next: first,
+            counters: Arc::new(Mutex::new(Counters {
+                fd_counter: first,
+                next: first,
+            })),
         };
         if fd_counter.is_none() {
-            state.save()?;
+            state.save(first)?;
         }
         Ok(state)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        crate::agent::lock(&self.counters)
+    }
+
     /// The next handle: unique for this state directory, across restarts and crashes.
-    pub fn next_handle(&mut self) -> Result<i64, StateError> {
-        if self.next >= self.fd_counter {
-            let previous = self.fd_counter;
-            self.fd_counter = self.next.saturating_add(HANDLE_BLOCK);
-            if let Err(e) = self.save() {
-                self.fd_counter = previous;
-                return Err(e);
-            }
+    pub fn next_handle(&self) -> Result<i64, StateError> {
+        let mut c = self.lock();
+        if c.next >= c.fd_counter {
+            let reserved = c.next.saturating_add(HANDLE_BLOCK);
+            self.save(reserved)?;
+            c.fd_counter = reserved;
         }
-        let handle = self.next;
-        self.next += 1;
+        let handle = c.next;
+        c.next += 1;
         Ok(handle)
     }
 
     /// Gives back the unused part of the reserved block (on a clean exit).
-    pub fn release_unused(&mut self) -> Result<(), StateError> {
-        if self.fd_counter > self.next {
-            self.fd_counter = self.next;
-            self.save()?;
+    pub fn release_unused(&self) -> Result<(), StateError> {
+        let mut c = self.lock();
+        if c.fd_counter > c.next {
+            self.save(c.next)?;
+            c.fd_counter = c.next;
         }
         Ok(())
     }
 
     /// The counter as written in the file.
     pub fn fd_counter(&self) -> i64 {
-        self.fd_counter
+        self.lock().fd_counter
     }
 
     /// Writes the state atomically (temporary file, fsync, rename).
-    fn save(&mut self) -> Result<(), StateError> {
+    fn save(&self, fd_counter: i64) -> Result<(), StateError> {
         let err = |e| StateError::Io(self.path.clone(), e);
         let tmp = self.path.with_extension("state.tmp");
         let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(format!("[global]\nfd_counter={}\n", self.fd_counter).as_bytes())
+        f.write_all(format!("[global]\nfd_counter={fd_counter}\n").as_bytes())
             .map_err(err)?;
         f.sync_all().map_err(err)?;
         fs::rename(&tmp, &self.path).map_err(err)
@@ -131,7 +143,7 @@ mod tests {
     fn test_handles_reserved_in_blocks_and_released_on_exit() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("qga.state");
-        let mut st = StateFile::open(dir.path()).unwrap();
+        let st = StateFile::open(dir.path()).unwrap();
         assert_eq!(st.next_handle().unwrap(), 1000);
         assert_eq!(
             fs::read_to_string(&file).unwrap(),
@@ -143,7 +155,7 @@ mod tests {
         assert_eq!(st.fd_counter(), 1000 + 2 * HANDLE_BLOCK);
         // A crash here: a new agent starts after every handle given out.
         let after_crash = StateFile::open(dir.path()).unwrap();
-        assert!(after_crash.next >= 1000 + HANDLE_BLOCK + 5);
+        assert!(after_crash.lock().next >= 1000 + HANDLE_BLOCK + 5);
         st.release_unused().unwrap();
         assert_eq!(
             fs::read_to_string(&file).unwrap(),

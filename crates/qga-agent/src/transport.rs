@@ -1,19 +1,23 @@
 //! Channels: virtio-serial and isa-serial ports (one stream whose parser state survives
-//! host reconnects, as in qemu-ga) and listening unix/vsock sockets (one client at a time,
-//! each with a fresh parser). Every loop here wakes on signals to honour the quit flag.
+//! host reconnects, as in qemu-ga) and listening unix/vsock sockets (several clients at
+//! once, up to `max-connections`, each on its own thread with a fresh parser and its replies
+//! in order). The main thread alone receives SIGTERM/SIGINT (client threads start with them
+//! blocked); on quit it shuts the clients' sockets down, which wakes their threads.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use qga_sys::SysError;
 use qga_sys::chan::{self, PollResult, SocketFamily, VsockListener};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, lock};
 use crate::session::Session;
 
 /// Size of one read from the channel.
@@ -22,6 +26,12 @@ const READ_SIZE: usize = 64 * 1024;
 const IDLE_TRIM_MS: i32 = 1000;
 /// How long to wait before polling a port again while no host is connected (as qemu-ga).
 const HANGUP_SLEEP: Duration = Duration::from_millis(100);
+/// Clients of a listening socket served at once unless configured (`max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+/// Stack of a client thread: as the main thread's, for deeply nested requests.
+const CLIENT_STACK: usize = 8 << 20;
+/// How often a full agent looks at the quit flag while it waits for a client to leave.
+const FULL_POLL: Duration = Duration::from_millis(200);
 
 /// Where to serve, resolved from the configuration or from systemd.
 #[derive(Debug)]
@@ -86,41 +96,146 @@ pub fn open(endpoint: Endpoint) -> Result<Channel, SysError> {
 }
 
 /// Serves requests on `channel` until `quit` is set; an error means the channel failed.
-pub fn serve(agent: &mut Agent, channel: &Channel, quit: &AtomicBool) -> Result<Stop, SysError> {
+/// A listening socket serves up to `max_connections` clients at once (at least one); the
+/// next ones wait in the socket's backlog, as every client after the first does with qemu-ga.
+pub fn serve(
+    agent: &mut Agent,
+    channel: &Channel,
+    quit: &AtomicBool,
+    max_connections: usize,
+) -> Result<Stop, SysError> {
     match channel {
         Channel::Port(f) => serve_port(agent, f, quit),
-        Channel::Unix(l) => loop {
-            if !wait_readable(l.as_fd(), quit)? {
-                return Ok(Stop::Quit);
-            }
-            match l.accept() {
-                Ok((stream, _)) => {
-                    if let ClientEnd::Quit = serve_client(agent, &stream, quit)? {
-                        return Ok(Stop::Quit);
-                    }
-                }
-                Err(e) => log::warn!("failed to accept a client: {e}"),
-            }
-        },
-        Channel::Vsock(l) => loop {
-            if !wait_readable(l.as_fd(), quit)? {
-                return Ok(Stop::Quit);
-            }
-            match l.accept() {
-                Ok(stream) => {
-                    if let ClientEnd::Quit = serve_client(agent, &stream, quit)? {
-                        return Ok(Stop::Quit);
-                    }
-                }
-                Err(e) => log::warn!("failed to accept a client: {e}"),
-            }
-        },
+        Channel::Unix(l) => serve_listener(
+            agent,
+            l.as_fd(),
+            || l.accept().map(|(s, _)| s).map_err(|e| e.to_string()),
+            quit,
+            max_connections,
+        ),
+        Channel::Vsock(l) => serve_listener(
+            agent,
+            l.as_fd(),
+            || l.accept().map_err(|e| e.to_string()),
+            quit,
+            max_connections,
+        ),
     }
+}
+
+/// The clients being served: a second descriptor of each socket, so that the main thread
+/// can shut them down on quit, and a signal when one leaves.
+#[derive(Default)]
+struct Clients {
+    open: Mutex<HashMap<u64, OwnedFd>>,
+    left: Condvar,
+}
+
+impl Clients {
+    /// Waits until fewer than `max` clients are served; `false` when the agent should quit.
+    fn wait_for_room(&self, max: usize, quit: &AtomicBool) -> bool {
+        let mut open = lock(&self.open);
+        while open.len() >= max {
+            if quit.load(Ordering::SeqCst) {
+                return false;
+            }
+            open = self
+                .left
+                .wait_timeout(open, FULL_POLL)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+        true
+    }
+
+    fn leave(&self, id: u64) {
+        lock(&self.open).remove(&id);
+        self.left.notify_all();
+    }
+
+    /// Wakes every client thread: their sockets read end of file and writes fail.
+    fn shut_all(&self) {
+        for fd in lock(&self.open).values() {
+            if let Err(e) = chan::shutdown(fd.as_fd()) {
+                log::debug!("cannot shut a client down: {e}");
+            }
+        }
+    }
+}
+
+/// Accepts clients of a listening socket and serves each on its own thread, at most `max`
+/// at once; returns when the agent is asked to quit, after every client thread ended.
+fn serve_listener<S>(
+    agent: &Agent,
+    listener: BorrowedFd<'_>,
+    accept: impl Fn() -> Result<S, String>,
+    quit: &AtomicBool,
+    max: usize,
+) -> Result<Stop, SysError>
+where
+    S: AsFd + Send,
+    for<'s> &'s S: Read + Write,
+{
+    let clients = Clients::default();
+    let max = max.max(1);
+    std::thread::scope(|scope| {
+        let mut next_id = 0u64;
+        let result = loop {
+            if !clients.wait_for_room(max, quit) {
+                break Ok(Stop::Quit);
+            }
+            match wait_readable(listener, quit) {
+                Ok(true) => {}
+                Ok(false) => break Ok(Stop::Quit),
+                Err(e) => break Err(e),
+            }
+            let stream = match accept() {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("failed to accept a client: {e}");
+                    continue;
+                }
+            };
+            let dup = match stream.as_fd().try_clone_to_owned() {
+                Ok(d) => d,
+                Err(e) => {
+                    log::warn!("cannot serve a client: {e}");
+                    continue;
+                }
+            };
+            let id = next_id;
+            next_id += 1;
+            lock(&clients.open).insert(id, dup);
+            let mut conn = agent.for_connection();
+            let clients = &clients;
+            let spawned = qga_sys::process::with_quit_signals_blocked(|| {
+                std::thread::Builder::new()
+                    .name("qga-client".into())
+                    .stack_size(CLIENT_STACK)
+                    .spawn_scoped(scope, move || {
+                        serve_client(&mut conn, &stream, quit);
+                        clients.leave(id);
+                    })
+            });
+            match spawned {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    log::warn!("cannot start a thread for a client: {e}");
+                    clients.leave(id);
+                }
+                Err(e) => {
+                    log::warn!("cannot start a thread for a client: {e}");
+                    clients.leave(id);
+                }
+            }
+        };
+        clients.shut_all();
+        result
+    })
 }
 
 /// Waits until `fd` is readable; `false` when the agent should quit. After a second without
 /// input the memory freed by the last requests is given back to the OS.
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, quit: &AtomicBool) -> Result<bool, SysError> {
+fn wait_readable(fd: BorrowedFd<'_>, quit: &AtomicBool) -> Result<bool, SysError> {
     let mut timeout = IDLE_TRIM_MS;
     loop {
         if quit.load(Ordering::SeqCst) {
@@ -137,17 +252,10 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, quit: &AtomicBool) -> Result<b
     }
 }
 
-/// How a client's conversation ended.
-enum ClientEnd {
-    /// The client went away (or its connection failed): wait for the next one.
-    Gone,
-    /// The agent was asked to quit.
-    Quit,
-}
-
-/// One client of a listening socket, with its own parser. A read or write error ends the
-/// client, never the agent (qemu-ga exits when a client resets the connection).
-fn serve_client<S>(agent: &mut Agent, stream: &S, quit: &AtomicBool) -> Result<ClientEnd, SysError>
+/// One client of a listening socket, with its own parser, until it leaves, its connection
+/// fails or the agent quits. A read or write error ends the client, never the agent
+/// (qemu-ga exits when a client resets the connection).
+fn serve_client<S>(agent: &mut Agent, stream: &S, quit: &AtomicBool)
 where
     S: AsFd,
     for<'s> &'s S: Read + Write,
@@ -159,22 +267,26 @@ where
     }
     let mut writer = ClientWriter { stream, quit };
     loop {
-        if !wait_readable(stream.as_fd(), quit)? {
-            return Ok(ClientEnd::Quit);
+        match wait_readable(stream.as_fd(), quit) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                log::debug!("client poll failed: {e}");
+                return;
+            }
         }
         let n = match (&mut &*stream).read(&mut buf) {
-            Ok(0) => return Ok(ClientEnd::Gone),
+            Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 log::debug!("client read failed: {e}");
-                return Ok(ClientEnd::Gone);
+                return;
             }
         };
-        crate::commands::freeze::sync_watchdog(agent);
         if let Err(e) = session.feed(agent, &buf[..n], &mut writer) {
             log::debug!("client write failed: {e}");
-            return Ok(ClientEnd::Gone);
+            return;
         }
     }
 }
@@ -260,7 +372,6 @@ fn serve_port(agent: &mut Agent, port: &File, quit: &AtomicBool) -> Result<Stop,
         match (&mut &*port).read(&mut buf) {
             Ok(0) => std::thread::sleep(HANGUP_SLEEP),
             Ok(n) => {
-                crate::commands::freeze::sync_watchdog(agent);
                 if let Err(e) = session.feed(agent, &buf[..n], &mut PortWriter(port)) {
                     log::warn!("failed to write a reply: {e}");
                 }

@@ -137,6 +137,13 @@ pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Res
         .map_err(|e| SysError::errno("setsockopt", e))
 }
 
+/// Shuts down both directions of a connected socket: a thread blocked in `poll`, `read` or
+/// `write` on it (another descriptor of the same connection included) wakes up at once.
+pub fn shutdown(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Both)
+        .map_err(|e| SysError::errno("shutdown", e))
+}
+
 /// First descriptor passed by systemd socket activation.
 pub const LISTEN_FDS_START: RawFd = 3;
 

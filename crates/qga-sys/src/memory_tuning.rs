@@ -7,13 +7,17 @@
 //! the heap and trimming done by us when idle, the same pages are reused.
 
 /// Makes glibc keep large freed blocks in the heap (no per-allocation `mmap`, no automatic
-/// trim). Call once at start-up; pair with [`release_free_memory`] when idle.
+/// trim) and use one arena for all threads, so the connection threads of a listening socket
+/// reuse the same pages as the single-client agent did (a thread's own arena is made of
+/// 64 MiB mmapped heaps that could not hold a large transfer anyway). Call once at start-up;
+/// pair with [`release_free_memory`] when idle.
 pub fn keep_freed_memory() {
-    // SAFETY: mallopt only changes allocator parameters; both are valid parameter codes and
+    // SAFETY: mallopt only changes allocator parameters; all are valid parameter codes and
     // values for glibc, and no allocation is in progress in another thread at start-up.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -12,8 +12,9 @@ use qga_schema::{
 use qga_sys::file::{Access, Whence};
 
 use crate::agent::Agent;
+use crate::agent::lock;
 use crate::error::{CommandError, strerror};
-use crate::handles::OpenFile;
+use crate::handles::{OpenFile, SharedFile};
 use crate::registry::Handle;
 
 /// Default byte count of guest-file-read.
@@ -45,7 +46,7 @@ fn not_found(handle: i64) -> CommandError {
     CommandError::Failed(format!("handle '{handle}' has not been found"))
 }
 
-fn file(agent: &mut Agent, handle: i64) -> Result<&mut OpenFile, CommandError> {
+fn file(agent: &Agent, handle: i64) -> Result<SharedFile, CommandError> {
     agent.files.get(handle).ok_or_else(|| not_found(handle))
 }
 
@@ -59,11 +60,14 @@ impl Handle for GuestFileOpen {
         let access = parse_mode(mode)
             .ok_or_else(|| CommandError::Failed(format!("invalid file open mode '{mode}'")))?;
         let path = args.path.as_str();
-        if agent.files.full() {
-            return Err(CommandError::Failed(format!(
+        let too_many = || {
+            CommandError::Failed(format!(
                 "failed to open file '{path}' (mode: '{mode}'): too many open handles (limit {})",
                 agent.files.max()
-            )));
+            ))
+        };
+        if agent.files.full() {
+            return Err(too_many());
         }
         let os_path = qga_sys::exec::os_string(path);
         let f = qga_sys::file::open(Path::new(&os_path), access).map_err(|e| {
@@ -75,7 +79,9 @@ impl Handle for GuestFileOpen {
         let handle = agent.state.next_handle().map_err(|_| {
             CommandError::Failed("failed to commit persistent state to disk".into())
         })?;
-        agent.files.insert(handle, OpenFile::new(f));
+        if agent.files.insert(handle, OpenFile::new(f)).is_err() {
+            return Err(too_many());
+        }
         log::debug!("guest-file-open, handle: {handle}");
         Ok(handle)
     }
@@ -116,7 +122,7 @@ impl Handle for GuestFileRead {
                 )));
             }
         };
-        let r = f
+        let r = lock(&f)
             .read(usize::try_from(count).unwrap_or(0))
             .map_err(|e| failed("failed to read file", &e))?;
         Ok(files::GuestFileRead {
@@ -154,7 +160,7 @@ impl Handle for GuestFileWrite {
                 }
             },
         };
-        let written = f
+        let written = lock(&f)
             .write(&data[..len])
             .map_err(|e| failed("failed to write to file", &e))?;
         Ok(files::GuestFileWrite {
@@ -175,7 +181,7 @@ impl Handle for GuestFileSeek {
                 return Err(CommandError::Failed(format!("invalid whence code {n}")));
             }
         };
-        let position = f
+        let position = lock(&f)
             .seek(args.offset, whence)
             .map_err(|e| failed("failed to seek file", &e))?;
         Ok(files::GuestFileSeek {
@@ -188,7 +194,9 @@ impl Handle for GuestFileSeek {
 impl Handle for GuestFileFlush {
     fn handle(agent: &mut Agent, args: FileHandleArgs) -> Result<Empty, CommandError> {
         let f = file(agent, args.handle)?;
-        f.flush().map_err(|e| failed("failed to flush file", &e))?;
+        lock(&f)
+            .flush()
+            .map_err(|e| failed("failed to flush file", &e))?;
         Ok(Empty {})
     }
 }

@@ -7,13 +7,15 @@
 //! the hook has a time limit, an optional watchdog thaws after a configured time, and
 //! SIGTERM while frozen thaws before exiting (`run.rs` calls [`thaw_on_exit`]).
 //!
-//! The watchdog is a thread that sleeps until its deadline and then thaws under the shared
-//! lock; it cannot touch the `Agent`, so it records that it thawed and the transport calls
-//! [`sync_watchdog`] before feeding the next request to clear `agent.frozen`.
+//! The state is shared by every connection and the watchdog thread: a lock serialises whole
+//! freeze and thaw operations (hooks included), so two clients cannot interleave them, and
+//! the frozen flag is mirrored in an atomic that the dispatcher reads before every request
+//! ([`refresh`]) without waiting for a running freeze or hook. The watchdog is a thread
+//! that sleeps until its deadline and then thaws like guest-fsfreeze-thaw.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -59,7 +61,11 @@ struct Shared {
 #[derive(Debug, Default)]
 pub(crate) struct FreezeCtx {
     settings: FreezeSettings,
+    /// Held for a whole freeze, thaw or watchdog thaw, hooks included (taken before `shared`).
+    operation: Mutex<()>,
     shared: Mutex<Shared>,
+    /// `shared.frozen`, readable without waiting for an operation.
+    frozen_now: AtomicBool,
 }
 
 static GLOBAL: OnceLock<FreezeCtx> = OnceLock::new();
@@ -71,6 +77,7 @@ pub(crate) fn init(settings: FreezeSettings) -> bool {
     let frozen = settings.marker.exists();
     let ctx = FreezeCtx::new(settings);
     ctx.lock().frozen = frozen;
+    ctx.frozen_now.store(frozen, Ordering::SeqCst);
     let _ = GLOBAL.set(ctx);
     if frozen {
         // Left frozen by a previous instance: the watchdog counts from now.
@@ -114,12 +121,16 @@ impl FreezeCtx {
     pub(crate) fn new(settings: FreezeSettings) -> Self {
         Self {
             settings,
-            shared: Mutex::new(Shared::default()),
+            ..Self::default()
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        crate::agent::lock(&self.shared)
+    }
+
+    fn begin(&self) -> std::sync::MutexGuard<'_, ()> {
+        crate::agent::lock(&self.operation)
     }
 
     fn run_hook(&self, arg: &str) -> Result<(), CommandError> {
@@ -150,6 +161,7 @@ impl FreezeCtx {
         log::warn!("disabling logging due to filesystem freeze");
         LOGGING_ENABLED.store(false, Ordering::SeqCst);
         shared.frozen = true;
+        self.frozen_now.store(true, Ordering::SeqCst);
         shared.generation += 1;
     }
 
@@ -160,6 +172,7 @@ impl FreezeCtx {
         LOGGING_ENABLED.store(true, Ordering::SeqCst);
         log::warn!("logging re-enabled due to filesystem unfreeze");
         shared.frozen = false;
+        self.frozen_now.store(false, Ordering::SeqCst);
         shared.generation += 1;
         if let Err(e) = std::fs::remove_file(&self.settings.marker)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -185,6 +198,16 @@ impl FreezeCtx {
         ops: &'static dyn FsOps,
         only: Option<&[String]>,
     ) -> Result<i64, CommandError> {
+        let _operation = self.begin();
+        if self.is_frozen() {
+            // Another connection froze while this request waited: what a single client
+            // would have been told by the frozen policy.
+            return Err(CommandError::Disabled(if only.is_some() {
+                "guest-fsfreeze-freeze-list"
+            } else {
+                "guest-fsfreeze-freeze"
+            }));
+        }
         self.run_hook("freeze")?;
         let list = match ops.mounts() {
             Ok(l) => l,
@@ -246,6 +269,7 @@ impl FreezeCtx {
     }
 
     fn watchdog_fire(&self, ops: &dyn FsOps, generation: u64, after: Duration) {
+        let _operation = self.begin();
         let mut shared = self.lock();
         if !shared.frozen || shared.generation != generation {
             return;
@@ -268,6 +292,7 @@ impl FreezeCtx {
 
     /// guest-fsfreeze-thaw: the number of filesystems thawed.
     pub(crate) fn thaw(&self, ops: &dyn FsOps) -> Result<i64, CommandError> {
+        let _operation = self.begin();
         let mut shared = self.lock();
         let count = self.thaw_locked(ops, &mut shared)?;
         drop(shared);
@@ -279,20 +304,19 @@ impl FreezeCtx {
     }
 
     fn is_frozen(&self) -> bool {
-        self.lock().frozen
+        self.frozen_now.load(Ordering::SeqCst)
     }
 }
 
-/// Brings `agent.frozen` in line with the shared state (the watchdog may have thawed).
-pub(crate) fn sync_watchdog(agent: &mut Agent) {
-    if agent.frozen && !global().is_frozen() {
-        agent.frozen = false;
-    }
+/// Brings `agent.frozen` in line with the shared state (another connection or the watchdog
+/// may have frozen or thawed). Never waits, even while a freeze or its hook runs.
+pub(crate) fn refresh(agent: &mut Agent) {
+    agent.frozen = global().is_frozen();
 }
 
 /// On SIGTERM/SIGINT while frozen: thaw, run the thaw hook, clear the marker.
 pub(crate) fn thaw_on_exit(agent: &mut Agent) {
-    if !agent.frozen {
+    if !global().is_frozen() {
         return;
     }
     match global().thaw(&RealFs) {

@@ -147,6 +147,9 @@ pub struct Config {
     /// Our extension, key `fsfreeze-hook-timeout`: seconds a run of the fsfreeze hook may
     /// take before it is killed (`None`: the built-in default; 0: no limit).
     pub fsfreeze_hook_timeout: Option<u64>,
+    /// Our extension, key `max-connections`: clients of a listening socket served at once
+    /// (`None`: the built-in default; 1: one at a time, as qemu-ga).
+    pub max_connections: Option<u64>,
 }
 
 impl Default for Config {
@@ -170,6 +173,7 @@ impl Default for Config {
             max_exec_output: None,
             fsfreeze_watchdog: None,
             fsfreeze_hook_timeout: None,
+            max_connections: None,
         }
     }
 }
@@ -404,6 +408,7 @@ fn apply_keyfile(kf: &KeyFile, cfg: &mut Config, method: &mut String) -> Result<
         ("max-exec-output", &mut cfg.max_exec_output),
         ("fsfreeze-watchdog", &mut cfg.fsfreeze_watchdog),
         ("fsfreeze-hook-timeout", &mut cfg.fsfreeze_hook_timeout),
+        ("max-connections", &mut cfg.max_connections),
     ] {
         if let Some(v) = kf.string(g, key)? {
             *slot = Some(
@@ -471,6 +476,7 @@ pub fn dump(config: &Config) -> String {
         ("max-exec-output", config.max_exec_output),
         ("fsfreeze-watchdog", config.fsfreeze_watchdog),
         ("fsfreeze-hook-timeout", config.fsfreeze_hook_timeout),
+        ("max-connections", config.max_connections),
     ] {
         if let Some(v) = value {
             line(&mut out, key, &v.to_string());
