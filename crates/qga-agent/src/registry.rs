@@ -50,8 +50,9 @@ impl CommandSpec {
 
 fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
     let args: C::Args = from_value_dict(args)?;
-    if let Some(line) = C::audit(&args)
-        && crate::logging::enabled()
+    if crate::logging::enabled()
+        && qga_sys::process::syslog_listening()
+        && let Some(line) = C::audit(&args)
     {
         qga_sys::process::syslog_info(&line);
     }

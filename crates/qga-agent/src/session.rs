@@ -2,16 +2,42 @@
 
 use std::io::{self, Write};
 
-use qga_proto::Framer;
+use qga_proto::{Frame, Framer, Value};
 
 use crate::agent::Agent;
 use crate::dispatch::dispatch;
+
+/// Replies of one read are gathered up to this size and sent with one write.
+const GATHER_LIMIT: usize = 64 * 1024;
+
+/// Commands that answer at once from memory: their replies are gathered with the others of
+/// the same read. Before any other command runs, the replies gathered so far are sent, so a
+/// slow command (a freeze hook, a shutdown) never holds back the answers to earlier requests.
+const GATHERED: &[&str] = &[
+    "guest-sync",
+    "guest-sync-delimited",
+    "guest-ping",
+    "guest-info",
+];
 
 /// The parser state of one channel (kept across reconnects on virtio-serial, fresh for
 /// each client of a listening socket).
 #[derive(Debug, Default)]
 pub struct Session {
     framer: Framer,
+    /// Replies not sent yet (empty between calls of [`Session::feed`]).
+    pending: Vec<u8>,
+}
+
+/// Whether `frame` is answered at once: a malformed message or a [`GATHERED`] command.
+fn answered_at_once(frame: &Frame) -> bool {
+    match frame {
+        Frame::Error(_) => true,
+        Frame::Message(Value::Dict(msg)) => {
+            matches!(msg.get("execute"), Some(Value::Str(name)) if GATHERED.contains(&name.as_str()))
+        }
+        Frame::Message(_) => true,
+    }
 }
 
 impl Session {
@@ -20,8 +46,9 @@ impl Session {
         Session::default()
     }
 
-    /// Handles the bytes just read: every request they complete is run and its reply
-    /// written to `out` before the next request runs.
+    /// Handles the bytes just read: every request they complete is run in order, and its
+    /// reply is written to `out` before this returns (replies of quick commands are gathered
+    /// into one write; see [`GATHERED`]).
     pub fn feed(
         &mut self,
         agent: &mut Agent,
@@ -29,16 +56,46 @@ impl Session {
         out: &mut impl Write,
     ) -> io::Result<()> {
         let mut result = Ok(());
+        let pending = &mut self.pending;
         self.framer.feed(bytes, &mut |frame| {
+            if result.is_err() {
+                // The channel failed: the requests still run, their replies are dropped.
+                dispatch(agent, frame);
+                return;
+            }
+            if !pending.is_empty() && !answered_at_once(&frame) {
+                result = send(out, pending);
+            }
             let Some(reply) = dispatch(agent, frame) else {
                 return;
             };
-            if result.is_ok() {
-                result = out.write_all(&reply).and_then(|()| out.flush());
+            if result.is_err() {
+                return;
+            }
+            if pending.len() + reply.len() <= GATHER_LIMIT {
+                pending.extend_from_slice(&reply);
+            } else {
+                result = send(out, pending)
+                    .and_then(|()| out.write_all(&reply))
+                    .and_then(|()| out.flush());
             }
         });
+        if result.is_ok() && !pending.is_empty() {
+            result = send(out, pending);
+        }
+        pending.clear();
         result
     }
+}
+
+/// Writes and empties `pending`.
+fn send(out: &mut impl Write, pending: &mut Vec<u8>) -> io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let r = out.write_all(pending).and_then(|()| out.flush());
+    pending.clear();
+    r
 }
 
 #[cfg(test)]
@@ -91,6 +148,48 @@ mod tests {
             {\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\u0001'\"}}\n\
             {\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter 'x' is unexpected\"}}\n";
         assert_eq!(out, expected.replace("'\u{FFFD}'", "'\\uFFFD'"));
+    }
+
+    /// Records each write call.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn test_quick_replies_of_one_read_go_out_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(dir.path());
+        let mut s = Session::new();
+        let mut out = Writes::default();
+        let ping = "{\"execute\":\"guest-ping\"}";
+        let input = format!(
+            "{ping}{ping}{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":3}}}}\
+             {{\"execute\":\"guest-get-host-name\"}}{ping}"
+        );
+        s.feed(&mut a, input.as_bytes(), &mut out).unwrap();
+        // The gathered replies are sent before guest-get-host-name runs; its reply and the
+        // last ping's go out together at the end of the read.
+        assert_eq!(out.0.len(), 2, "{:?}", out.0);
+        assert_eq!(
+            out.0[0],
+            b"{\"return\": {}}\n{\"return\": {}}\n{\"return\": 3}\n".to_vec()
+        );
+        let last = String::from_utf8(out.0[1].clone()).unwrap();
+        assert!(last.starts_with("{\"return\": {\"host-name\": "), "{last}");
+        assert!(last.ends_with("}}\n{\"return\": {}}\n"), "{last}");
+        // Nothing is kept between reads.
+        s.feed(&mut a, ping.as_bytes(), &mut out).unwrap();
+        assert_eq!(out.0.len(), 3);
+        assert_eq!(out.0[2], b"{\"return\": {}}\n".to_vec());
     }
 
     proptest! {

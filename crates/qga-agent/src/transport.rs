@@ -308,6 +308,11 @@ where
 {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
+            // A signal that interrupts a write after part of it went out ends the call with
+            // that part's length, not EINTR: look at the flag before every write.
+            if self.quit.load(Ordering::SeqCst) {
+                return Err(io::Error::other("the agent is quitting"));
+            }
             match (&mut &*self.stream).write(buf) {
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 type C = Client<UnixStream>;
 type R<T> = Result<T, ClientError>;
+/// Builds the `i`-th request of a pipelined series.
+type RequestMaker = fn(usize) -> String;
 
 /// A running agent.
 struct Agent {
@@ -59,7 +61,7 @@ impl Agent {
                 t.elapsed() < Duration::from_secs(10),
                 "{binary} did not start"
             );
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_micros(50));
         }
         Agent {
             child,
@@ -210,7 +212,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Row {
     name: String,
     unit: &'static str,
-    ours: f64,
+    ours: Option<f64>,
     theirs: Option<f64>,
 }
 
@@ -218,6 +220,7 @@ fn main() {
     let mut ours = "target/release/qemu-ga".to_string();
     let mut theirs = Some("/usr/sbin/qemu-ga".to_string());
     let mut quick = false;
+    let mut skip_files = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -225,6 +228,7 @@ fn main() {
             "--theirs" => theirs = args.next(),
             "--no-theirs" => theirs = None,
             "--quick" => quick = true,
+            "--no-files" => skip_files = true,
             _ => panic!("unknown argument {a}"),
         }
     }
@@ -237,39 +241,30 @@ fn main() {
 
     let mut rows: Vec<Row> = Vec::new();
     let push = |rows: &mut Vec<Row>, name: String, unit, which: usize, v: f64| {
-        if let Some(r) = rows.iter_mut().find(|r| r.name == name) {
-            if which == 0 {
-                r.ours = v;
-            } else {
-                r.theirs = Some(v);
-            }
-        } else {
-            rows.push(Row {
-                name,
-                unit,
-                ours: if which == 0 { v } else { 0.0 },
-                theirs: if which == 1 { Some(v) } else { None },
-            });
-        }
+        put(rows, name, unit, which, Some(v));
     };
     let agents: Vec<(usize, String)> = std::iter::once((0, ours.clone()))
         .chain(theirs.clone().map(|t| (1, t)))
         .collect();
     // Alternate: every measurement runs for ours, then theirs, before the next one.
+    let mut starts: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..9 {
+        for (which, bin) in &agents {
+            starts[*which].push(Agent::start(bin).started.as_secs_f64() * 1e3);
+        }
+    }
     let mut live: Vec<(usize, Agent)> = Vec::new();
     for (which, bin) in &agents {
-        let mut starts = Vec::new();
-        for _ in 0..5 {
-            starts.push(Agent::start(bin).started.as_secs_f64() * 1e3);
-        }
         push(
             &mut rows,
             "startup to first reply".into(),
             "ms",
             *which,
-            median(starts),
+            median(starts[*which].clone()),
         );
         let a = Agent::start(bin);
+        // Idle: after the first reply, once the agent has settled.
+        std::thread::sleep(Duration::from_millis(300));
         let (_, rss, _) = a.usage();
         push(
             &mut rows,
@@ -280,14 +275,19 @@ fn main() {
         );
         live.push((*which, a));
     }
+    let n = if quick { 2000 } else { 10000 };
     for (which, a) in &live {
         let mut c = a.client();
-        let n = if quick { 2000 } else { 10000 };
+        let ping = b"{\"execute\":\"guest-ping\"}\n";
+        // Warm up, then time each request (written raw, reply line read, not parsed).
+        for _ in 0..100 {
+            raw_call(&mut c, ping);
+        }
         let (cpu0, _, _) = a.usage();
         let mut lat = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            c.execute::<GuestPing>(&NoArgs {}).expect("ping");
+            raw_call(&mut c, ping);
             lat.push(t.elapsed().as_secs_f64() * 1e6);
         }
         let (cpu1, _, _) = a.usage();
@@ -308,32 +308,82 @@ fn main() {
         );
         push(
             &mut rows,
-            format!("agent CPU per {n} pings"),
+            "agent CPU per 10k pings".into(),
             "ms",
             *which,
-            (cpu1 - cpu0) * 1e3,
+            (cpu1 - cpu0) * 1e3 * 10_000.0 / n as f64,
         );
-        // Pipelined: everything written before reading.
-        let mut reqs = Vec::new();
-        for i in 0..n {
-            reqs.extend_from_slice(
-                format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{i}}}}}").as_bytes(),
-            );
-        }
-        let mut w = c.get_mut().try_clone().expect("clone");
-        let t = Instant::now();
-        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &reqs));
-        for _ in 0..n {
-            c.read_reply().expect("reply");
-        }
-        writer.join().expect("join").expect("write");
+        let (_, rss, _) = a.usage();
         push(
             &mut rows,
-            "pipelined guest-sync".into(),
-            "k req/s",
+            format!("RSS after {n} pings"),
+            "MB",
             *which,
-            n as f64 / t.elapsed().as_secs_f64() / 1e3,
+            rss as f64 / 1024.0,
         );
+    }
+    // Pipelined: every request written (by a second thread) before the replies are read.
+    let pipelined: &[(&str, RequestMaker)] = &[
+        ("guest-ping", |_| {
+            "{\"execute\":\"guest-ping\"}\n".to_string()
+        }),
+        ("guest-sync", |i| {
+            format!("{{\"execute\":\"guest-sync\",\"arguments\":{{\"id\":{i}}}}}\n")
+        }),
+        ("guest-sync-delimited", |i| {
+            format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{i}}}}}\n")
+        }),
+    ];
+    let pn = n * 5;
+    for (name, make) in pipelined {
+        let reqs: Vec<u8> = (0..pn).flat_map(|i| make(i).into_bytes()).collect();
+        for (which, a) in &live {
+            let mut c = a.client();
+            let (cpu0, _, _) = a.usage();
+            let secs = pipeline(&mut c, &reqs, pn);
+            let (cpu1, _, _) = a.usage();
+            push(
+                &mut rows,
+                format!("pipelined {name}"),
+                "k req/s",
+                *which,
+                pn as f64 / secs / 1e3,
+            );
+            push(
+                &mut rows,
+                format!("pipelined {name}: agent CPU per 10k"),
+                "ms",
+                *which,
+                (cpu1 - cpu0) * 1e3 * 10_000.0 / pn as f64,
+            );
+        }
+    }
+    // Information commands: median latency of a series of calls.
+    for name in INFO_COMMANDS {
+        let req = format!("{{\"execute\":\"{name}\"}}\n");
+        for (which, a) in &live {
+            let mut c = a.client();
+            let reps = if quick { 20 } else { 100 };
+            let mut lat = Vec::with_capacity(reps);
+            let mut ok = true;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let line = raw_call(&mut c, req.as_bytes());
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                ok &= line.starts_with(b"{\"return\"");
+            }
+            // A command the agent does not have (or that fails here) gets no figure.
+            put(
+                &mut rows,
+                format!("{name} p50"),
+                "us",
+                *which,
+                ok.then(|| median(lat)),
+            );
+        }
+    }
+    for (which, a) in &live {
+        let mut c = a.client();
         let (s, _) = exec(&mut c, "/bin/true", &[]).expect("exec");
         push(
             &mut rows,
@@ -342,6 +392,10 @@ fn main() {
             *which,
             s * 1e3,
         );
+    }
+    if skip_files {
+        finish(rows, &agents, theirs.as_deref(), &ours);
+        return;
     }
     let chunks: &[(usize, &str)] = &[
         (4 << 10, "4 KiB"),
@@ -455,56 +509,76 @@ fn main() {
             rss as f64 / 1024.0,
         );
     }
-    for (which, bin) in &agents {
+    drop(live);
+    drop(work);
+    finish(rows, &agents, theirs.as_deref(), &ours);
+}
+
+/// Adds the binary figures and prints the table.
+fn finish(mut rows: Vec<Row>, agents: &[(usize, String)], theirs: Option<&str>, ours: &str) {
+    for (which, bin) in agents {
         let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
-        push(
+        put(
             &mut rows,
             "binary size".into(),
             "MB",
             *which,
-            size as f64 / 1e6,
+            Some(size as f64 / 1e6),
         );
-        let libs = Command::new("ldd")
-            .arg(bin)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| l.contains("=>"))
-                    .count()
-            })
-            .unwrap_or(0);
-        push(
+        let libs = shared_libraries(bin);
+        let total: u64 = libs
+            .iter()
+            .filter_map(|l| std::fs::metadata(l).ok())
+            .map(|m| m.len())
+            .sum();
+        put(
             &mut rows,
             "shared libraries".into(),
             "",
             *which,
-            libs as f64,
+            Some(libs.len() as f64),
+        );
+        put(
+            &mut rows,
+            "shared libraries' size".into(),
+            "MB",
+            *which,
+            Some(total as f64 / 1e6),
+        );
+        println!(
+            "{}: {}",
+            if *which == 0 {
+                "qga libraries"
+            } else {
+                "qemu-ga libraries"
+            },
+            if libs.is_empty() {
+                "none (static)".to_string()
+            } else {
+                libs.join(" ")
+            }
         );
     }
-    drop(live);
-    let _ = &work;
-
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |t| format!("{t:.2}"));
     println!(
         "{:<48} {:>12} {:>12} {:>8}",
         "figure", "qga", "qemu-ga", "ratio"
     );
     for r in &rows {
-        let theirs = r.theirs.map_or("-".to_string(), |t| format!("{t:.2}"));
-        let ratio = r
-            .theirs
-            .filter(|t| *t > 0.0)
-            .map_or("-".to_string(), |t| format!("{:.2}x", r.ours / t));
+        let ratio = match (r.ours, r.theirs) {
+            (Some(o), Some(t)) if t > 0.0 => format!("{:.2}x", o / t),
+            _ => "-".to_string(),
+        };
         println!(
             "{:<48} {:>12} {:>12} {:>8}  {}",
             r.name,
-            format!("{:.2}", r.ours),
-            theirs,
+            show(r.ours),
+            show(r.theirs),
             ratio,
             r.unit
         );
     }
-    if let Some(t) = &theirs {
+    if let Some(t) = theirs {
         let v = Command::new(t)
             .arg("-V")
             .output()
@@ -515,4 +589,85 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
     }
+}
+
+/// The shared libraries `ldd` resolves for `bin` (the vDSO and the loader not counted).
+fn shared_libraries(bin: &str) -> Vec<String> {
+    Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_once("=> ").map(|(_, r)| r))
+                .filter_map(|r| r.split_whitespace().next())
+                .filter(|p| p.starts_with('/'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets one agent's value of the row `name`, adding the row when new.
+fn put(rows: &mut Vec<Row>, name: String, unit: &'static str, which: usize, v: Option<f64>) {
+    let row = match rows.iter().position(|r| r.name == name) {
+        Some(i) => &mut rows[i],
+        None => {
+            rows.push(Row {
+                name,
+                unit,
+                ours: None,
+                theirs: None,
+            });
+            let last = rows.len() - 1;
+            &mut rows[last]
+        }
+    };
+    if which == 0 {
+        row.ours = v;
+    } else {
+        row.theirs = v;
+    }
+}
+
+/// Information commands timed one by one (all exist in qemu-ga 7.2 except the last two).
+const INFO_COMMANDS: &[&str] = &[
+    "guest-info",
+    "guest-get-time",
+    "guest-get-host-name",
+    "guest-get-timezone",
+    "guest-get-osinfo",
+    "guest-get-users",
+    "guest-get-vcpus",
+    "guest-network-get-interfaces",
+    "guest-get-fsinfo",
+    "guest-get-disks",
+    "guest-get-memory-block-info",
+    "guest-get-memory-blocks",
+    "guest-get-diskstats",
+    "guest-get-cpustats",
+    "guest-fsfreeze-status",
+    "guest-get-load",
+    "guest-network-get-route",
+];
+
+/// Writes one request and reads its reply line (not parsed).
+fn raw_call(c: &mut C, req: &[u8]) -> Vec<u8> {
+    c.send_raw(req).expect("send");
+    c.read_reply().expect("reply").line
+}
+
+/// Writes `reqs` (holding `n` requests) from a second thread while reading the `n` replies;
+/// returns the seconds from the first byte written to the last reply read.
+fn pipeline(c: &mut C, reqs: &[u8], n: usize) -> f64 {
+    let mut w = c.get_mut().try_clone().expect("clone");
+    let reqs = reqs.to_vec();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &reqs));
+    for _ in 0..n {
+        c.read_reply().expect("reply");
+    }
+    let secs = t.elapsed().as_secs_f64();
+    writer.join().expect("join").expect("write");
+    secs
 }

@@ -8,8 +8,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
@@ -222,10 +223,42 @@ pub fn last_signal() -> Option<i32> {
 
 static OPENLOG: Once = Once::new();
 
+/// Where glibc's `syslog` sends its datagrams.
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// How long the answer of [`syslog_listening`] is reused.
+const SYSLOG_RECHECK: Duration = Duration::from_secs(1);
+/// The last look at [`SYSLOG_SOCKET`]: when, and whether a socket was there.
+static SYSLOG_SEEN: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
+
+/// Whether a syslog daemon's socket (`/dev/log`) exists, looked at most once a second.
+///
+/// Without one, glibc's `syslog` formats the line and tries `socket`+`connect`+`close` on
+/// every call, all for nothing; callers skip building audit lines then. A daemon started
+/// later is seen within a second.
+pub fn syslog_listening() -> bool {
+    let now = Instant::now();
+    let mut seen = SYSLOG_SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    match *seen {
+        Some((at, present)) if now.duration_since(at) < SYSLOG_RECHECK => present,
+        _ => {
+            let present = std::fs::metadata(SYSLOG_SOCKET).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            });
+            *seen = Some((now, present));
+            present
+        }
+    }
+}
+
 /// Sends `info: <msg>` to syslog at `LOG_INFO`, ident `qemu-ga`, `LOG_PID`, `LOG_DAEMON`:
 /// the journal then shows `qemu-ga[pid]: info: guest-exec called: …` exactly as for
-/// qemu-ga. Pass the bare message. NUL bytes are dropped; no syslog daemon is not an error.
+/// qemu-ga. Pass the bare message. NUL bytes are dropped; no syslog daemon is not an error
+/// (nothing is done then, see [`syslog_listening`]).
 pub fn syslog_info(msg: &str) {
+    if !syslog_listening() {
+        return;
+    }
     OPENLOG.call_once(|| {
         // SAFETY: the ident is a 'static C string, as openlog keeps the pointer.
         unsafe { libc::openlog(c"qemu-ga".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
