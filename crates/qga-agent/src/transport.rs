@@ -1,8 +1,10 @@
 //! Channels: virtio-serial and isa-serial ports (one stream whose parser state survives
 //! host reconnects, as in qemu-ga) and listening unix/vsock sockets (several clients at
 //! once, up to `max-connections`, each on its own thread with a fresh parser and its replies
-//! in order). The main thread alone receives SIGTERM/SIGINT (client threads start with them
-//! blocked); on quit it shuts the clients' sockets down, which wakes their threads.
+//! in order). SIGTERM/SIGINT sent to the agent reach the main thread (Linux delivers a
+//! process-directed signal to the thread group leader unless it blocks the signal; client
+//! threads do not block it either, since children inherit the mask); on quit the main thread
+//! shuts the clients' sockets down, which wakes their threads.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -207,25 +209,16 @@ where
             lock(&clients.open).insert(id, dup);
             let mut conn = agent.for_connection();
             let clients = &clients;
-            let spawned = qga_sys::process::with_quit_signals_blocked(|| {
-                std::thread::Builder::new()
-                    .name("qga-client".into())
-                    .stack_size(CLIENT_STACK)
-                    .spawn_scoped(scope, move || {
-                        serve_client(&mut conn, &stream, quit);
-                        clients.leave(id);
-                    })
-            });
-            match spawned {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    log::warn!("cannot start a thread for a client: {e}");
+            let spawned = std::thread::Builder::new()
+                .name("qga-client".into())
+                .stack_size(CLIENT_STACK)
+                .spawn_scoped(scope, move || {
+                    serve_client(&mut conn, &stream, quit);
                     clients.leave(id);
-                }
-                Err(e) => {
-                    log::warn!("cannot start a thread for a client: {e}");
-                    clients.leave(id);
-                }
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start a thread for a client: {e}");
+                clients.leave(id);
             }
         };
         clients.shut_all();

@@ -228,3 +228,33 @@ fn test_sigterm_ends_the_agent_with_clients_connected() {
     }
     assert!(agent.child.wait().unwrap().success());
 }
+
+#[test]
+fn test_children_started_from_client_threads_have_no_signals_blocked() {
+    let agent = Agent::start(&[]);
+    let mut c = agent.client();
+    let (line, _) = timed(
+        &mut c,
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/grep","arg":["^SigBlk","/proc/self/status"],"capture-output":true}}"#,
+    );
+    let pid = line
+        .trim()
+        .trim_start_matches("{\"return\": {\"pid\": ")
+        .trim_end_matches("}}")
+        .to_string();
+    let status = format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (line, _) = timed(&mut c, &status);
+        if line.contains("\"exited\": true") {
+            // base64 of "SigBlk:\t0000000000000000\n"
+            assert!(
+                line.contains("U2lnQmxrOgkwMDAwMDAwMDAwMDAwMDAwCg=="),
+                "{line}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{line}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -200,22 +200,6 @@ pub fn install_signal_flag(flag: &'static AtomicBool) -> Result<(), SysError> {
     Ok(())
 }
 
-/// Runs `spawn` (which starts threads) with SIGTERM and SIGINT blocked, so the threads it
-/// starts inherit the block and the signals go to the calling thread, whose `poll` then
-/// returns `EINTR` and sees the quit flag. The caller's mask is restored afterwards.
-pub fn with_quit_signals_blocked<R>(spawn: impl FnOnce() -> R) -> Result<R, SysError> {
-    let mut quit = SigSet::empty();
-    quit.add(Signal::SIGTERM);
-    quit.add(Signal::SIGINT);
-    let mut old = SigSet::empty();
-    signal::pthread_sigmask(signal::SigmaskHow::SIG_BLOCK, Some(&quit), Some(&mut old))
-        .map_err(|e| SysError::errno("pthread_sigmask", e))?;
-    let r = spawn();
-    signal::pthread_sigmask(signal::SigmaskHow::SIG_SETMASK, Some(&old), None)
-        .map_err(|e| SysError::errno("pthread_sigmask", e))?;
-    Ok(r)
-}
-
 /// The last SIGTERM/SIGINT number caught by [`install_signal_flag`]'s handler, if any.
 pub fn last_signal() -> Option<i32> {
     Some(LAST_SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
