@@ -137,6 +137,12 @@ pub const VIRSH_CASES: &[VirshCase] = &[
         Expect::Ok(expect_info),
     ),
     case(
+        "qga-client: discovery and calls through libvirt",
+        &["{dom}"],
+        &["guest-info", "guest-get-host-name", "guest-get-osinfo"],
+        Expect::Run(run_qga_client),
+    ),
+    case(
         "qemu-agent-command guest-sync",
         &[
             "qemu-agent-command",
@@ -1063,4 +1069,56 @@ impl Drop for Domain {
     fn drop(&mut self) {
         self.destroy();
     }
+}
+
+/// The host client library on a libvirt guest, as `qga -d NAME` / `qga --all` use it: the
+/// domain's agent socket is found under libvirt's channel directories, and calls go through
+/// virsh (libvirtd holds the socket itself, which the direct attempt shows).
+fn run_qga_client(d: &Domain) -> Result<String, String> {
+    use qga_client::{Client, Target, discover};
+    use qga_schema as s;
+    let found = discover::discover_libvirt();
+    let g = found
+        .iter()
+        .find(|g| discover::same_domain(&g.name, &d.name))
+        .ok_or_else(|| format!("{} not discovered; found {found:?}", d.name))?;
+    let id = g.id.ok_or("the channel directory carries no domain id")?;
+    let mut c = Client::open(
+        &Target::Libvirt(id.to_string()),
+        Some(Duration::from_secs(30)),
+    )
+    .map_err(|e| format!("open libvirt:{id}: {e}"))?;
+    c.sync().map_err(|e| format!("sync through virsh: {e}"))?;
+    let none = s::NoArgs {};
+    let info = c
+        .execute::<s::GuestInfo>(&none)
+        .map_err(|e| format!("guest-info: {e}"))?;
+    let host = c
+        .execute::<s::GuestGetHostName>(&none)
+        .map_err(|e| format!("guest-get-host-name: {e}"))?;
+    let os = c
+        .execute::<s::GuestGetOsinfo>(&none)
+        .map_err(|e| format!("guest-get-osinfo: {e}"))?;
+    if host.host_name.is_empty() || info.supported_commands.is_empty() {
+        return Err(format!("empty answers: {host:?} {info:?}"));
+    }
+    // The socket itself, while libvirtd holds it.
+    let direct = match Client::open(
+        &Target::Unix(g.socket.clone()),
+        Some(Duration::from_secs(2)),
+    ) {
+        Err(e) => format!("direct: {e}"),
+        Ok(mut c) => match c.sync() {
+            Ok(()) => "direct: answered".to_string(),
+            Err(e) => format!("direct: {e}"),
+        },
+    };
+    Ok(format!(
+        "{} ({}): agent {}, host {}, os {}; {direct}",
+        g.name,
+        g.socket.display(),
+        info.version,
+        host.host_name,
+        os.pretty_name.unwrap_or_default()
+    ))
 }

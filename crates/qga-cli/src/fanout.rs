@@ -10,7 +10,13 @@ use qga_client::discover::{self, Guest};
 use qga_schema as s;
 use serde::Serialize;
 
-use crate::{Cli, Cmd, Conn, Failure, connect, output, run};
+use crate::{Cli, Cmd, Conn, Failure, Via, connect, output, run};
+
+/// Whether an executable named `name` is on PATH.
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
 
 /// One guest to talk to: how to show it, and where its channel is.
 #[derive(Debug, Clone)]
@@ -35,9 +41,20 @@ fn destinations(cli: &Cli) -> Result<Vec<Dest>, Failure> {
         matches!(cli.command, Cmd::Inventory) && cli.sockets.is_empty() && cli.domains.is_empty();
     if cli.all || !cli.domains.is_empty() || implicit_all {
         let found = discover::discover_libvirt();
+        let virsh = match cli.via {
+            Via::Virsh => true,
+            Via::Socket => false,
+            Via::Auto => on_path("virsh"),
+        };
+        // virsh takes the domain id, which the directory name keeps in full where libvirt
+        // shortens long names.
         let dest = |g: &Guest| Dest {
             label: g.name.clone(),
-            target: Target::Unix(g.socket.clone()),
+            target: if virsh {
+                Target::Libvirt(g.id.map_or_else(|| g.name.clone(), |id| id.to_string()))
+            } else {
+                Target::Unix(g.socket.clone())
+            },
         };
         if cli.all || implicit_all {
             if found.is_empty() {
@@ -49,8 +66,11 @@ fn destinations(cli: &Cli) -> Result<Vec<Dest>, Failure> {
             out.extend(found.iter().map(dest));
         }
         for name in &cli.domains {
-            match found.iter().find(|g| &g.name == name) {
-                Some(g) => out.push(dest(g)),
+            match found.iter().find(|g| discover::same_domain(&g.name, name)) {
+                Some(g) => out.push(Dest {
+                    label: name.clone(),
+                    ..dest(g)
+                }),
                 None => {
                     let known: Vec<&str> = found.iter().map(|g| g.name.as_str()).collect();
                     return Err(Failure(format!(

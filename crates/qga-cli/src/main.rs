@@ -26,12 +26,16 @@ Examples:
   qga --all inventory                      every libvirt guest: host name, OS, IPs, agent
   qga -s vsock:3:1234 ping                 an agent listening on vsock
   qga -s /dev/pts/5 hostname               a serial channel (pty of a chardev)
+  qga -s libvirt:web1 users                a libvirt guest through virsh
   qga -s vm.sock exec -- uname -a          run a command, exit with its code
   qga -s vm.sock cp ./file.txt :/tmp/file.txt
   qga -s vm.sock cp --resume :/var/log/big.log .
   qga -s a.sock -s b.sock --json osinfo    several guests at once
 
-TARGET is a unix socket path, vsock:CID:PORT, or a serial device path.";
+TARGET is a unix socket path, vsock:CID:PORT, a serial device path, or libvirt:DOMAIN.
+libvirt guests (-d, --all) are found by their agent sockets under
+/var/lib/libvirt/qemu/channel/target and /run/libvirt/qemu/channel; as libvirtd keeps the
+socket of a running domain to itself, they are reached through virsh when it is installed.";
 
 /// A client for QEMU guest agents.
 #[derive(Debug, Parser)]
@@ -48,6 +52,10 @@ struct Cli {
     /// Every libvirt guest with an agent channel on this host.
     #[arg(long, global = true)]
     all: bool,
+    /// How to reach libvirt guests (-d, --all): through virsh (libvirtd holds the agent
+    /// socket of a running domain), the socket itself, or auto (virsh when installed).
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    via: Via,
     /// How many guests to talk to at once.
     #[arg(long, default_value_t = 8, value_name = "N", global = true)]
     jobs: usize,
@@ -59,6 +67,17 @@ struct Cli {
     timeout: u64,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// How libvirt guests are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// virsh when it is installed, else the socket.
+    Auto,
+    /// `virsh qemu-agent-command`.
+    Virsh,
+    /// The channel socket under libvirt's directories.
+    Socket,
 }
 
 /// Guest sleep states.
@@ -350,6 +369,13 @@ fn connect(target: &Target, timeout: u64) -> Result<Conn, Failure> {
             }
             (Target::Unix(_), std::io::ErrorKind::NotFound) => {
                 "is the VM running, and is this the agent's channel socket? libvirt guests can be named with -d DOMAIN".into()
+            }
+            (Target::Unix(_), std::io::ErrorKind::ResourceBusy) => {
+                "for a libvirt guest, name it with -d DOMAIN to go through libvirt".into()
+            }
+            (Target::Libvirt(_), _) => {
+                "is the domain running, with an agent channel, and can virsh reach libvirtd?"
+                    .into()
             }
             (Target::Unix(_), std::io::ErrorKind::ConnectionRefused) => {
                 "nobody listens on it: the VM or its agent channel is gone".into()

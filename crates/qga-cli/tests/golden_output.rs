@@ -316,12 +316,13 @@ fn test_human_output_matches_golden_transcript() {
     let o = Command::new(QGA)
         .env("QGA_LIBVIRT_CHANNEL_DIRS", root.path())
         .args([
-            "-d", "alpha", "-d", "beta", "-d", "gamma", "--jobs", "2", "hostname",
+            "--via", "socket", "-d", "alpha", "-d", "beta", "-d", "gamma", "--jobs", "2",
+            "hostname",
         ])
         .output()
         .unwrap();
     t.record(
-        "-d alpha -d beta -d gamma --jobs 2 hostname",
+        "--via socket -d alpha -d beta -d gamma --jobs 2 hostname",
         o.status.code().unwrap(),
         &String::from_utf8_lossy(&o.stdout),
         &String::from_utf8_lossy(&o.stderr),

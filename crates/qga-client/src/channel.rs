@@ -2,13 +2,16 @@
 //! channel socket, an agent run with `-m unix-listen`), a vsock `cid:port`, or a serial device
 //! (a pty or tty of a chardev) put in raw mode. All three become one [`Channel`]: a
 //! non-blocking descriptor whose reads wait with `poll` up to a per-reply timeout.
+//!
+//! A fourth kind goes through libvirt: libvirtd keeps its own connection to a running
+//! domain's agent socket, so while it runs nobody else gets an answer there. `libvirt:NAME`
+//! hands each request line to `virsh qemu-agent-command` and queues its reply line.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -30,6 +33,8 @@ pub enum Target {
     },
     /// A serial device (a character device path, or `serial:PATH`), used in raw mode.
     Serial(PathBuf),
+    /// A libvirt domain, reached through `virsh qemu-agent-command` (written `libvirt:NAME`).
+    Libvirt(String),
 }
 
 impl FromStr for Target {
@@ -58,6 +63,9 @@ impl FromStr for Target {
         if let Some(p) = s.strip_prefix("serial:") {
             return Ok(Target::Serial(p.into()));
         }
+        if let Some(name) = s.strip_prefix("libvirt:") {
+            return Ok(Target::Libvirt(name.into()));
+        }
         let is_char_device = std::fs::metadata(s).is_ok_and(|m| m.file_type().is_char_device());
         Ok(if is_char_device {
             Target::Serial(s.into())
@@ -73,6 +81,7 @@ impl fmt::Display for Target {
             Target::Unix(p) => write!(f, "{}", p.display()),
             Target::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
             Target::Serial(p) => write!(f, "{}", p.display()),
+            Target::Libvirt(name) => write!(f, "libvirt:{name}"),
         }
     }
 }
@@ -80,15 +89,30 @@ impl fmt::Display for Target {
 /// An open channel to an agent: reads wait at most the timeout, then fail with `TimedOut`.
 #[derive(Debug)]
 pub struct Channel {
-    file: File,
+    inner: Inner,
     timeout: Option<Duration>,
+}
+
+/// The two ways a channel carries bytes.
+#[derive(Debug)]
+enum Inner {
+    /// A descriptor: socket or tty.
+    Fd(File),
+    /// Request lines run through virsh.
+    Virsh(crate::virsh::Virsh),
 }
 
 impl Channel {
     /// Opens a target; reads wait at most `timeout` (`None`: forever).
     pub fn open(target: &Target, timeout: Option<Duration>) -> io::Result<Channel> {
         let fd: OwnedFd = match target {
-            Target::Unix(p) => UnixStream::connect(p)?.into(),
+            Target::Libvirt(name) => {
+                return Ok(Channel {
+                    inner: Inner::Virsh(crate::virsh::Virsh::new(name)?),
+                    timeout,
+                });
+            }
+            Target::Unix(p) => connect_unix(p)?,
             Target::Vsock { cid, port } => {
                 use nix::sys::socket::{
                     AddressFamily, SockFlag, SockType, VsockAddr, connect, socket,
@@ -117,7 +141,7 @@ impl Channel {
         let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         Ok(Channel {
-            file: File::from(fd),
+            inner: Inner::Fd(File::from(fd)),
             timeout,
         })
     }
@@ -132,8 +156,8 @@ impl Channel {
         self.timeout = timeout;
     }
 
-    /// Waits until the descriptor is ready for `events`, up to `deadline`.
-    fn wait(&self, events: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
+    /// Waits until `file` is ready for `events`, up to `deadline`.
+    fn wait(file: &File, events: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
         loop {
             let left = match deadline {
                 None => PollTimeout::NONE,
@@ -150,13 +174,34 @@ impl Channel {
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
-            let mut fds = [PollFd::new(self.file.as_fd(), events)];
+            let mut fds = [PollFd::new(file.as_fd(), events)];
             match poll(&mut fds, left) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
                 Ok(_) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Connects to a unix socket without blocking: a listener whose queue is full (QEMU's
+/// chardev while another client, such as libvirtd, is attached) fails at once with EAGAIN.
+fn connect_unix(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    match connect(fd.as_raw_fd(), &UnixAddr::new(path)?) {
+        Ok(()) => Ok(fd),
+        Err(nix::errno::Errno::EAGAIN) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            "the channel is busy (another client, such as libvirtd, holds it)",
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -172,10 +217,14 @@ fn set_raw(f: &File) -> io::Result<()> {
 impl Read for Channel {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        let file = match &mut self.inner {
+            Inner::Fd(f) => f,
+            Inner::Virsh(v) => return v.read(buf),
+        };
         loop {
-            match self.file.read(buf) {
+            match file.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::POLLIN, deadline)?;
+                    Channel::wait(file, PollFlags::POLLIN, deadline)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
@@ -187,10 +236,14 @@ impl Read for Channel {
 impl Write for Channel {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
+        let file = match &mut self.inner {
+            Inner::Fd(f) => f,
+            Inner::Virsh(v) => return v.write(buf, self.timeout),
+        };
         loop {
-            match self.file.write(buf) {
+            match file.write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::POLLOUT, deadline)?;
+                    Channel::wait(file, PollFlags::POLLOUT, deadline)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
@@ -228,6 +281,10 @@ mod tests {
             Ok(Target::Unix("/dev/null".into()))
         );
         assert_eq!(Target::Vsock { cid: 3, port: 9 }.to_string(), "vsock:3:9");
+        assert_eq!(
+            "libvirt:web1".parse::<Target>(),
+            Ok(Target::Libvirt("web1".into()))
+        );
     }
 
     #[test]

@@ -40,6 +40,15 @@ pub fn parse_domain_dir(dir: &str) -> (Option<u32>, String) {
     (None, dir.to_string())
 }
 
+/// How long a domain name libvirt keeps in directory names; longer ones are cut there.
+pub const SHORT_NAME_MAX: usize = 20;
+
+/// Whether the directory name `found` stands for the domain `name` (equal, or `name` cut to
+/// libvirt's short-name length).
+pub fn same_domain(found: &str, name: &str) -> bool {
+    found == name || (found.chars().count() == SHORT_NAME_MAX && name.starts_with(found))
+}
+
 /// The guests whose agent sockets exist under `dirs`, sorted by name; missing or unreadable
 /// directories are skipped.
 pub fn discover(dirs: &[&Path]) -> Vec<Guest> {
@@ -95,6 +104,17 @@ mod tests {
         assert_eq!(parse_domain_dir("domain-x-y"), (None, "domain-x-y".into()));
         assert_eq!(parse_domain_dir("domain-4-"), (None, "domain-4-".into()));
         assert_eq!(parse_domain_dir("vm7"), (None, "vm7".into()));
+    }
+
+    #[test]
+    fn test_same_domain_allows_libvirt_short_names() {
+        assert!(same_domain("web1", "web1"));
+        assert!(!same_domain("web1", "web10"));
+        assert!(same_domain(
+            "qga-vmtest-1234-ours",
+            "qga-vmtest-1234-ours-and-more"
+        ));
+        assert!(!same_domain("qga-vmtest-1234-our", "qga-vmtest-1234-ours"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use qga_schema::Command;
 
 pub mod channel;
 pub mod discover;
+mod virsh;
 
 pub use channel::{Channel, Target};
 
