@@ -334,9 +334,17 @@ impl<S: Read + Write> Client<S> {
                 r.line.drain(..=pos);
                 r.delimited = true;
             }
-            if r.delimited && matches!(r.result(), Ok(Value::Int(v)) if v == id) {
-                self.desynced = false;
-                return Ok(());
+            if !r.delimited {
+                continue;
+            }
+            match r.result() {
+                Ok(Value::Int(v)) if v == id => {
+                    self.desynced = false;
+                    return Ok(());
+                }
+                // Agents send errors undelimited; a delimited one is the channel's own (virsh).
+                Err(e @ ClientError::Agent(_)) => return Err(e),
+                _ => {}
             }
         }
     }
