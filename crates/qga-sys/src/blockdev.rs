@@ -331,7 +331,18 @@ fn walk(
         }
     };
     name.get_or_insert_with(|| basename(&syspath));
-    if syspath.contains("/devices/virtual/block/") {
+    let controllers = nvme_controllers(root, &syspath);
+    if !controllers.is_empty() {
+        // An NVMe multipath namespace: its disks are its controllers; `dev` and `serial`
+        // stay the namespace's.
+        for p in controllers {
+            if let Some(mut d) = real_device(root, &p) {
+                d.dev = devnode(root, &syspath).or(d.dev);
+                d.serial = serial(root, &syspath).or(d.serial);
+                out.insert(0, d);
+            }
+        }
+    } else if syspath.contains("/devices/virtual/block/") {
         let slaves = format!("{syspath}/slaves");
         let entries = match std::fs::read_dir(root.path(&slaves)) {
             Ok(rd) => rd,
@@ -355,6 +366,33 @@ fn walk(
         out.insert(0, d);
     }
     Ok(())
+}
+
+/// The controllers of an NVMe namespace that the kernel's multipath support presents as a
+/// virtual device (`/devices/virtual/nvme-subsystem/nvme-subsysN/nvmeNnM`, the default on
+/// Debian's kernels): the `nvmeN` links of its subsystem (the namespace's, or for a
+/// partition its disk's, `device`), as real sysfs paths, sorted; empty for other devices.
+fn nvme_controllers(root: &SysRoot, syspath: &str) -> Vec<String> {
+    if !syspath.contains("/devices/virtual/nvme-subsystem/") {
+        return Vec::new();
+    }
+    let disk = if root.path(&format!("{syspath}/partition")).exists() {
+        syspath.rsplit_once('/').map_or(syspath, |(d, _)| d)
+    } else {
+        syspath
+    };
+    let dir = format!("{disk}/device");
+    let mut v: Vec<String> = entries(root, &dir)
+        .into_iter()
+        .filter(|(n, t)| {
+            t.is_symlink()
+                && n.strip_prefix("nvme")
+                    .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|(n, _)| realpath(root, &format!("{dir}/{n}")).ok())
+        .collect();
+    v.sort();
+    v
 }
 
 /// The device and disks of the filesystem on block device `major:minor`.
@@ -428,7 +466,9 @@ pub fn list_disks(root: &SysRoot) -> Result<Vec<DiskEntry>, String> {
         let virt = realpath(root, &disk_dir)
             .map(|p| p.contains("/devices/virtual/"))
             .unwrap_or(true);
-        let address = if virt {
+        let multipath =
+            realpath(root, &disk_dir).is_ok_and(|p| !nvme_controllers(root, &p).is_empty());
+        let address = if virt && !multipath {
             None
         } else {
             let mut name = None;

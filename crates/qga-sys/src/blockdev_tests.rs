@@ -84,6 +84,26 @@ fn test_dm_resolves_slaves() {
 }
 
 #[test]
+fn test_nvme_multipath_partition() {
+    // /sys/devices/virtual/nvme-subsystem/nvme-subsys1/nvme1n1/nvme1n1p1: the namespace's
+    // subsystem links its controller (nvme-subsys1/nvme1 -> …/0000:00:07.0/nvme/nvme1).
+    let (name, disks) = addr(259, 3);
+    assert_eq!(name, "nvme1n1p1");
+    assert_eq!(
+        disks,
+        [DiskAddr {
+            pci: pci(0, 0, 7, 0),
+            bus_type: BusType::Nvme,
+            bus: 0,
+            target: 0,
+            unit: 0,
+            serial: Some("NVME-MP-SERIAL".into()),
+            dev: Some("/dev/nvme1n1p1".into()),
+        }]
+    );
+}
+
+#[test]
 fn test_missing_sysfs_entry() {
     assert_eq!(addr(9, 9), ("9:9".to_string(), vec![]));
 }
@@ -101,6 +121,8 @@ fn test_list_disks() {
         [
             ("/dev/dm-0", false),
             ("/dev/nvme0n1", false),
+            ("/dev/nvme1n1", false),
+            ("/dev/nvme1n1p1", true),
             ("/dev/sda", false),
             ("/dev/sdb", false),
             ("/dev/sdc", false),
@@ -117,15 +139,22 @@ fn test_list_disks() {
     let mut deps = dm.dependencies.clone();
     deps.sort();
     assert_eq!(deps, ["/dev/sda", "/dev/vda1"]);
-    let vda1 = &disks[8];
+    let vda1 = &disks[10];
     assert_eq!(vda1.dependencies, ["/dev/vda"]);
     assert!(vda1.address.is_none());
-    let vda = &disks[7];
+    let vda = &disks[9];
     assert!(vda.dependencies.is_empty());
     assert_eq!(
         vda.address.as_ref().unwrap().dev.as_deref(),
         Some("/dev/vda")
     );
+    // An NVMe multipath namespace has its controller's address, under its own node; the
+    // hidden path device (no node) is not listed.
+    let mp = &disks[2];
+    let a = mp.address.as_ref().unwrap();
+    assert_eq!((a.bus_type, a.pci), (BusType::Nvme, pci(0, 0, 7, 0)));
+    assert_eq!(a.dev.as_deref(), Some("/dev/nvme1n1"));
+    assert_eq!(disks[3].dependencies, ["/dev/nvme1n1"]);
     // A partition comes before its disk (qemu-ga prepends).
     let all = list_disks(&root()).unwrap();
     let pos = |n: &str| all.iter().position(|d| d.name == n).unwrap();
