@@ -91,6 +91,11 @@ fn guest_size(c: &mut C, remote: &str) -> Result<u64, String> {
     u64::try_from(pos).map_err(|_| format!("{remote}: negative size {pos}"))
 }
 
+/// An agent or channel error with the CLI's advice (policy, timeout, ...).
+fn explain(e: qga_client::ClientError) -> String {
+    crate::Failure::from(e).0
+}
+
 /// The message of a copy that stopped part way, saying how to continue.
 fn interrupted(e: &dyn std::fmt::Display, done: u64, total: Option<u64>, dst: &str) -> String {
     let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
@@ -130,13 +135,13 @@ fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<String,
         sha.update(&buf[..n]);
         if let Err(e) = c.file_write(h, &buf[..n]) {
             let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
-            return Err(interrupted(&e, done, total, &dst));
+            return Err(interrupted(&explain(e), done, total, &dst));
         }
         done += n as u64;
         progress(done - first, total.map(|t| t - first), start);
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
-        .map_err(|e| interrupted(&e, done, total, &dst))?;
+        .map_err(|e| interrupted(&explain(e), done, total, &dst))?;
     finish(c, remote, &format!("{:x}", sha.finalize()), done, start)
 }
 
@@ -182,7 +187,7 @@ fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Strin
     loop {
         let r = c
             .file_read(h, CHUNK as i64)
-            .map_err(|e| interrupted(&e, done, total, &dst))?;
+            .map_err(|e| interrupted(&explain(e), done, total, &dst))?;
         let data = r.data;
         sha.update(&data);
         out.write_all(&data)

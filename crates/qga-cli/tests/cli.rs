@@ -332,3 +332,15 @@ fn test_cp_resume_both_ways_and_failure_advice() {
         "{err}"
     );
 }
+
+#[test]
+fn test_no_reply_command_reports_the_agents_error() {
+    // guest-shutdown sends nothing on success; on failure its error must still be shown.
+    // An invalid mode fails before anything is done, so this is safe on the test machine.
+    let a = agent();
+    let start = std::time::Instant::now();
+    let (code, out, err) = qga(&a.sock, &["shutdown", "--mode", "bogus"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("mode is invalid"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
