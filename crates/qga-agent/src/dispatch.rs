@@ -1,36 +1,30 @@
 //! From a frame to a reply: envelope checks, lookup in the command table, policy, audit
 //! logging and the 0xFF delimiter, done here once for every command.
 
-use qga_proto::{Frame, QgaError, parse_request, reply_err, reply_ok};
+use qga_proto::{Frame, QgaError, Reply, parse_request};
 
 use crate::agent::Agent;
 use crate::registry;
 
-/// Handles one frame from the channel; returns the bytes to send back (none for a command
+/// Handles one frame from the channel; returns the reply to send back (none for a command
 /// that does not reply on success).
-pub fn dispatch(agent: &mut Agent, frame: Frame) -> Option<Vec<u8>> {
-    let reply = match frame {
-        Frame::Error(e) => reply_err(&e, None),
+pub fn dispatch(agent: &mut Agent, frame: Frame) -> Option<Reply> {
+    let mut reply = match frame {
+        Frame::Error(e) => Reply::err(&e, None),
         Frame::Message(msg) => match parse_request(msg) {
-            Err(e) => reply_err(&e.error, e.id),
+            Err(e) => Reply::err(&e.error, e.id),
             Ok(req) => {
                 let id = req.id;
                 match run(agent, &req.execute, req.arguments) {
-                    Ok(Some(ret)) => reply_ok(ret, id),
+                    Ok(Some(ret)) => Reply::ok(ret, id),
                     Ok(None) => return None,
-                    Err(e) => reply_err(&e, id),
+                    Err(e) => Reply::err(&e, id),
                 }
             }
         },
     };
-    Some(if std::mem::take(&mut agent.delimit_response) {
-        let mut out = Vec::with_capacity(reply.len() + 1);
-        out.push(0xFF);
-        out.extend_from_slice(&reply);
-        out
-    } else {
-        reply
-    })
+    reply.delimited = std::mem::take(&mut agent.delimit_response);
+    Some(reply)
 }
 
 fn run(

@@ -1,7 +1,7 @@
 //! The command table: every command the agent has, declared once. Dispatch, guest-info,
 //! `-b help`, the validation of allow/block names and the frozen policy all read it.
 
-use qga_proto::{Dict, Value, from_value_dict};
+use qga_proto::{ArgError, Dict, Value, from_value_dict};
 use qga_schema::{self as s, Command};
 
 use crate::agent::Agent;
@@ -18,9 +18,17 @@ pub trait Handle: Command {
         None
     }
 
-    /// Turns the return value into the reply's value. The default goes through serde; a
-    /// command returning tens of MiB (guest-file-read) builds it directly, moving its data.
-    fn into_value(ret: Self::Ret) -> Result<Value, CommandError> {
+    /// Decodes the arguments. The default copies what it needs from the request; a command
+    /// taking tens of MiB of text (guest-file-write) moves that text instead.
+    fn decode_args(args: Dict) -> Result<Self::Args, ArgError> {
+        from_value_dict(args)
+    }
+
+    /// Runs the command and builds the reply's value. The default converts the return value
+    /// through serde; a command returning tens of MiB (guest-file-read) builds its value
+    /// directly, with its data as [`Value::Bytes`] for the writer to encode on the way out.
+    fn handle_value(agent: &mut Agent, args: Self::Args) -> Result<Value, CommandError> {
+        let ret = Self::handle(agent, args)?;
         let json = serde_json::to_value(&ret).map_err(|e| CommandError::Failed(e.to_string()))?;
         Ok(Value::from_json(json))
     }
@@ -49,18 +57,18 @@ impl CommandSpec {
 }
 
 fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
-    let args: C::Args = from_value_dict(args)?;
+    let args = C::decode_args(args)?;
     if crate::logging::enabled()
         && qga_sys::process::syslog_listening()
         && let Some(line) = C::audit(&args)
     {
         qga_sys::process::syslog_info(&line);
     }
-    let ret = C::handle(agent, args)?;
     if !C::SUCCESS_RESPONSE {
+        C::handle(agent, args)?;
         return Ok(None);
     }
-    C::into_value(ret).map(Some)
+    C::handle_value(agent, args).map(Some)
 }
 
 const fn spec<C: Handle>() -> CommandSpec {

@@ -72,11 +72,12 @@ impl Session {
             if result.is_err() {
                 return;
             }
-            if pending.len() + reply.len() <= GATHER_LIMIT {
-                pending.extend_from_slice(&reply);
+            if pending.len() + reply.size_hint() <= GATHER_LIMIT {
+                reply.append_to(pending);
             } else {
+                // A large reply (a file read) is streamed, never held whole.
                 result = send(out, pending)
-                    .and_then(|()| out.write_all(&reply))
+                    .and_then(|()| reply.write_to(out))
                     .and_then(|()| out.flush());
             }
         });

@@ -253,6 +253,7 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
             Value::UInt(u) => visitor.visit_u64(*u),
             Value::Double(d) => visitor.visit_f64(*d),
             Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Bytes(_) => return Err(self.type_err("string")),
             Value::List(_) => return self.deserialize_seq(visitor),
             Value::Dict(_) => return self.deserialize_map(visitor),
         };

@@ -73,8 +73,43 @@ pub fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
     if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) {
         return Ok(bytes);
     }
-    let input = text.as_bytes();
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    decode_lenient(text.as_bytes(), &mut out)?;
+    Ok(out)
+}
+
+/// Text decoded per piece by [`decode_in_place`] (a multiple of 4).
+const PIECE: usize = 64 * 1024;
+
+/// Decodes like [`decode`], reusing the text's buffer for the bytes (they are shorter), so a
+/// payload of tens of MiB is not held twice.
+pub fn decode_in_place(text: String) -> Result<Vec<u8>, &'static str> {
+    let mut buf = text.into_bytes();
+    let mut piece = vec![0u8; PIECE / 4 * 3];
+    let (mut r, mut w) = (0, 0);
+    while r < buf.len() {
+        let end = (r + PIECE).min(buf.len());
+        let Some(n) = decode_canonical_to_slice(&buf[r..end], &mut piece) else {
+            break;
+        };
+        buf[w..w + n].copy_from_slice(&piece[..n]);
+        (r, w) = (end, w + n);
+    }
+    if r < buf.len() {
+        // Not canonical from this piece on: whole groups so far, so GLib's rules take over
+        // from a group boundary with nothing pending.
+        let mut rest = Vec::with_capacity((buf.len() - r) / 4 * 3 + 3);
+        decode_lenient(&buf[r..], &mut rest)?;
+        buf.truncate(w);
+        buf.extend_from_slice(&rest);
+    } else {
+        buf.truncate(w);
+    }
+    Ok(buf)
+}
+
+/// GLib's decoding: newlines skipped, `=` anywhere, a trailing partial group dropped.
+fn decode_lenient(input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     let mut i = 0;
     let mut v: u32 = 0;
     let mut last = [0u8; 2];
@@ -117,7 +152,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, &'static str> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,6 +181,27 @@ mod tests {
             "é",
         ] {
             assert_eq!(decode(bad), Err(INVALID_CHARACTERS), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn test_decode_in_place_same_as_decode() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 256) as u8).collect();
+        let canonical = encode(&data);
+        let mut cases = vec![
+            canonical.clone(),
+            canonical[..canonical.len() - 3].to_string(),
+        ];
+        for at in [0, 5, PIECE - 1, PIECE, PIECE + 2, canonical.len() - 1] {
+            for odd in ["\n", "=", "QQ==", " ", "-"] {
+                let mut t = canonical.clone();
+                t.insert_str(at, odd);
+                cases.push(t);
+            }
+        }
+        cases.extend(["QQ==QQ==", "aGVsbG8", "QR==", "", "a", "aGVs\nbG8="].map(String::from));
+        for t in cases {
+            assert_eq!(decode_in_place(t.clone()), decode(&t), "{}", t.len());
         }
     }
 

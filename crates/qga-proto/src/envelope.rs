@@ -3,7 +3,7 @@
 
 use crate::error::QgaError;
 use crate::value::{Dict, Value};
-use crate::writer::write_value;
+use crate::writer::{write_value, write_value_to};
 
 /// A well-formed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,36 +76,80 @@ pub fn parse_request(msg: Value) -> Result<Request, EnvelopeError> {
     })
 }
 
+/// A reply ready to send: the envelope object, and whether the 0xFF delimiter precedes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// Whether the line starts with 0xFF (after guest-sync-delimited).
+    pub delimited: bool,
+    /// `{"return": …}` or `{"error": …}`, with the id if any.
+    pub body: Value,
+}
+
+impl Reply {
+    /// `{"return": ret}` plus the id.
+    pub fn ok(ret: Value, id: Option<Value>) -> Reply {
+        Reply::envelope("return", ret, id)
+    }
+
+    /// `{"error": {"class", "desc"}}` plus the id.
+    pub fn err(err: &QgaError, id: Option<Value>) -> Reply {
+        let mut e = Dict::new();
+        e.insert("class", Value::Str(err.class.as_str().to_string()));
+        e.insert("desc", Value::Str(err.desc.clone()));
+        Reply::envelope("error", Value::Dict(e), id)
+    }
+
+    fn envelope(key: &str, body: Value, id: Option<Value>) -> Reply {
+        let mut rsp = Dict::new();
+        rsp.insert(key, body);
+        if let Some(id) = id {
+            rsp.insert("id", id);
+        }
+        Reply {
+            delimited: false,
+            body: Value::Dict(rsp),
+        }
+    }
+
+    fn prefix(&self) -> &'static [u8] {
+        if self.delimited { b"\xff" } else { b"" }
+    }
+
+    /// About the length of the line (more when non-ASCII text is escaped).
+    pub fn size_hint(&self) -> usize {
+        2 + self.body.size_hint()
+    }
+
+    /// Appends the line, `\n`-terminated, to `out`.
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.size_hint());
+        out.extend_from_slice(self.prefix());
+        write_value(out, &self.body);
+        out.push(b'\n');
+    }
+
+    /// The line as bytes, `\n`-terminated.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_to(&mut out);
+        out
+    }
+
+    /// Writes the line to `w`: in one write when small, else streamed through a bounded
+    /// buffer (binary data is encoded as it goes out).
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        write_value_to(w, self.prefix(), &self.body, b"\n")
+    }
+}
+
 /// A reply line: `{"return": ret}` plus the id, `\n`-terminated.
 pub fn reply_ok(ret: Value, id: Option<Value>) -> Vec<u8> {
-    envelope("return", ret, id)
+    Reply::ok(ret, id).to_bytes()
 }
 
 /// An error reply line: `{"error": {"class", "desc"}}` plus the id, `\n`-terminated.
 pub fn reply_err(err: &QgaError, id: Option<Value>) -> Vec<u8> {
-    let mut e = Dict::new();
-    e.insert("class", Value::Str(err.class.as_str().to_string()));
-    e.insert("desc", Value::Str(err.desc.clone()));
-    envelope("error", Value::Dict(e), id)
-}
-
-fn envelope(key: &str, body: Value, id: Option<Value>) -> Vec<u8> {
-    let mut rsp = Dict::new();
-    rsp.insert(key, body);
-    if let Some(id) = id {
-        rsp.insert("id", id);
-    }
-    // Non-ASCII text grows when escaped; the buffer then grows as usual.
-    let mut out = Vec::with_capacity(
-        64 + rsp
-            .entries
-            .iter()
-            .map(|(_, v)| v.size_hint())
-            .sum::<usize>(),
-    );
-    write_value(&mut out, &Value::Dict(rsp));
-    out.push(b'\n');
-    out
+    Reply::err(err, id).to_bytes()
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub enum Value {
     List(Vec<Value>),
     /// An object.
     Dict(Dict),
+    /// Binary data, sent as its base64 text (a string). Only replies carry it (guest-file-read
+    /// builds its `buf-b64` member from the data it read, and the writer encodes it on the way
+    /// out); the parser never makes one.
+    Bytes(Vec<u8>),
 }
 
 impl Value {
@@ -29,7 +33,7 @@ impl Value {
             Value::Null => "null",
             Value::Bool(_) => "boolean",
             Value::Int(_) | Value::UInt(_) | Value::Double(_) => "number",
-            Value::Str(_) => "string",
+            Value::Str(_) | Value::Bytes(_) => "string",
             Value::List(_) => "array",
             Value::Dict(_) => "object",
         }
@@ -39,6 +43,7 @@ impl Value {
     pub fn size_hint(&self) -> usize {
         match self {
             Value::Str(s) => s.len() + 2,
+            Value::Bytes(b) => crate::b64::encoded_len(b.len()) + 2,
             Value::List(l) => 2 + l.iter().map(|v| v.size_hint() + 2).sum::<usize>(),
             Value::Dict(d) => {
                 2 + d
@@ -89,6 +94,7 @@ impl Value {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s),
+            Value::Bytes(b) => serde_json::Value::String(crate::b64::encode(&b)),
             Value::List(l) => {
                 serde_json::Value::Array(l.into_iter().map(Value::into_json).collect())
             }
@@ -118,6 +124,14 @@ impl Dict {
     /// The value of member `key`, if present.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The value of member `key`, to change in place.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Whether member `key` is present.

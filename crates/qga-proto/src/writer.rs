@@ -1,83 +1,208 @@
 //! Writes values exactly as qemu-ga does: `": "` and `", "` separators, members in QDict
 //! order, pure ASCII with uppercase `\uXXXX` escapes, doubles as C's `%.17g`.
 
+use std::io::{self, Write};
+
 use crate::utf8;
 use crate::value::Value;
 
+/// Where the writer puts text: a buffer, or a stream fed from a bounded buffer.
+trait Out {
+    fn put(&mut self, bytes: &[u8]);
+    fn put_byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+    /// The base64 text of `data`.
+    fn put_base64(&mut self, data: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn put_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+
+    fn put_base64(&mut self, data: &[u8]) {
+        let start = self.len();
+        self.resize(start + crate::b64::encoded_len(data.len()), 0);
+        crate::b64::encode_to_slice(data, &mut self[start..]);
+    }
+}
+
+/// Size of the buffer between the writer and a stream.
+const STREAM_BUFFER: usize = 64 * 1024;
+/// Bytes of binary data encoded per piece (a multiple of 3: no padding inside the text).
+const BASE64_PIECE: usize = STREAM_BUFFER / 4 * 3;
+
+/// Writes to a stream through a fixed buffer, so a reply of tens of MiB is never held whole;
+/// the first error is kept and stops further writes.
+struct StreamOut<'w, W: Write> {
+    w: &'w mut W,
+    buf: Vec<u8>,
+    used: usize,
+    err: Option<io::Error>,
+}
+
+impl<W: Write> StreamOut<'_, W> {
+    fn flush_buf(&mut self) {
+        if self.err.is_none()
+            && self.used > 0
+            && let Err(e) = self.w.write_all(&self.buf[..self.used])
+        {
+            self.err = Some(e);
+        }
+        self.used = 0;
+    }
+}
+
+impl<W: Write> Out for StreamOut<'_, W> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.used + bytes.len() > self.buf.len() {
+            self.flush_buf();
+            if bytes.len() > self.buf.len() {
+                if self.err.is_none()
+                    && let Err(e) = self.w.write_all(bytes)
+                {
+                    self.err = Some(e);
+                }
+                return;
+            }
+        }
+        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
+
+    fn put_base64(&mut self, data: &[u8]) {
+        for piece in data.chunks(BASE64_PIECE) {
+            let n = crate::b64::encoded_len(piece.len());
+            if self.used + n > self.buf.len() {
+                self.flush_buf();
+            }
+            if self.err.is_some() {
+                return;
+            }
+            crate::b64::encode_to_slice(piece, &mut self.buf[self.used..self.used + n]);
+            self.used += n;
+        }
+    }
+}
+
 /// Appends the JSON text of `v` to `out`.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    value(out, v);
+}
+
+/// Writes `prefix`, the JSON text of `v` and `suffix` to `w`, through a buffer of at most
+/// 64 KiB: small values go out in one write, large ones (binary data of tens of MiB) are
+/// encoded piece by piece as the stream takes them.
+pub fn write_value_to(
+    w: &mut impl Write,
+    prefix: &[u8],
+    v: &Value,
+    suffix: &[u8],
+) -> io::Result<()> {
+    let size = (prefix.len() + v.size_hint() + suffix.len()).min(STREAM_BUFFER);
+    let mut out = StreamOut {
+        w,
+        buf: vec![0; size],
+        used: 0,
+        err: None,
+    };
+    out.put(prefix);
+    value(&mut out, v);
+    out.put(suffix);
+    out.flush_buf();
+    out.err.map_or(Ok(()), Err)
+}
+
+fn value(out: &mut impl Out, v: &Value) {
     match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
-        Value::Double(d) => out.extend_from_slice(format_g17(*d).as_bytes()),
-        Value::Str(s) => write_string(out, s.as_bytes()),
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        Value::Int(i) => out.put(i.to_string().as_bytes()),
+        Value::UInt(u) => out.put(u.to_string().as_bytes()),
+        Value::Double(d) => out.put(format_g17(*d).as_bytes()),
+        Value::Str(s) => string(out, s.as_bytes()),
+        Value::Bytes(b) => {
+            // Base64 text needs no escapes.
+            out.put_byte(b'"');
+            out.put_base64(b);
+            out.put_byte(b'"');
+        }
         Value::List(items) => {
-            out.push(b'[');
+            out.put_byte(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.extend_from_slice(b", ");
+                    out.put(b", ");
                 }
-                write_value(out, item);
+                value(out, item);
             }
-            out.push(b']');
+            out.put_byte(b']');
         }
         Value::Dict(d) => {
-            out.push(b'{');
+            out.put_byte(b'{');
             for (i, (k, item)) in d.qdict_order().into_iter().enumerate() {
                 if i > 0 {
-                    out.extend_from_slice(b", ");
+                    out.put(b", ");
                 }
-                write_string(out, k.as_bytes());
-                out.extend_from_slice(b": ");
-                write_value(out, item);
+                string(out, k.as_bytes());
+                out.put(b": ");
+                value(out, item);
             }
-            out.push(b'}');
+            out.put_byte(b'}');
         }
     }
 }
 
 /// Appends a JSON string for `bytes` (modified UTF-8; invalid sequences become U+FFFD).
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let esc = |out: &mut Vec<u8>, cp: u32| {
-        out.extend_from_slice(b"\\u");
-        for shift in [12, 8, 4, 0] {
-            out.push(HEX[((cp >> shift) & 0xF) as usize]);
-        }
-    };
     out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    string(out, bytes);
+}
+
+fn string(out: &mut impl Out, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let esc = |out: &mut dyn FnMut(&[u8]), cp: u32| {
+        let mut e = *b"\\u0000";
+        for (i, shift) in [12, 8, 4, 0].into_iter().enumerate() {
+            e[2 + i] = HEX[((cp >> shift) & 0xF) as usize];
+        }
+        out(&e);
+    };
+    out.put_byte(b'"');
     let mut p = 0;
     while p < bytes.len() {
         // Printable ASCII that needs no escape: copy the whole run.
         let run = crate::scan::json_safe_run(&bytes[p..]);
         if run > 0 {
-            out.extend_from_slice(&bytes[p..p + run]);
+            out.put(&bytes[p..p + run]);
             p += run;
             continue;
         }
         let (cp, used) = utf8::decode(&bytes[p..]);
         p += used.max(1);
+        let put = &mut |b: &[u8]| out.put(b);
         match cp {
-            Some(0x22) => out.extend_from_slice(b"\\\""),
-            Some(0x5C) => out.extend_from_slice(b"\\\\"),
-            Some(0x08) => out.extend_from_slice(b"\\b"),
-            Some(0x0C) => out.extend_from_slice(b"\\f"),
-            Some(0x0A) => out.extend_from_slice(b"\\n"),
-            Some(0x0D) => out.extend_from_slice(b"\\r"),
-            Some(0x09) => out.extend_from_slice(b"\\t"),
+            Some(0x22) => put(b"\\\""),
+            Some(0x5C) => put(b"\\\\"),
+            Some(0x08) => put(b"\\b"),
+            Some(0x0C) => put(b"\\f"),
+            Some(0x0A) => put(b"\\n"),
+            Some(0x0D) => put(b"\\r"),
+            Some(0x09) => put(b"\\t"),
             Some(cp) if cp > 0xFFFF => {
-                esc(out, 0xD800 + ((cp - 0x10000) >> 10));
-                esc(out, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+                esc(put, 0xD800 + ((cp - 0x10000) >> 10));
+                esc(put, 0xDC00 + ((cp - 0x10000) & 0x3FF));
             }
-            Some(cp) => esc(out, cp),
-            None => esc(out, 0xFFFD),
+            Some(cp) => esc(put, cp),
+            None => esc(put, 0xFFFD),
         }
     }
-    out.push(b'"');
+    out.put_byte(b'"');
 }
 
 /// Formats a double like C's `printf("%.17g")`.
@@ -159,6 +284,36 @@ mod tests {
         let mut out = Vec::new();
         write_string(&mut out, b"a\xffb");
         assert_eq!(out, br#""a\uFFFDb""#);
+    }
+
+    #[test]
+    fn test_bytes_written_as_base64_string_streamed_or_not() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut d = Dict::new();
+        d.insert("count", Value::Int(3));
+        d.insert("buf-b64", Value::Bytes(data.clone()));
+        d.insert("eof", Value::Bool(true));
+        let mut as_str = Dict::new();
+        as_str.insert("count", Value::Int(3));
+        as_str.insert("buf-b64", Value::Str(crate::b64::encode(&data)));
+        as_str.insert("eof", Value::Bool(true));
+        let want = text(&Value::Dict(as_str));
+        assert_eq!(text(&Value::Dict(d.clone())), want);
+        let mut streamed = Vec::new();
+        write_value_to(&mut streamed, b"\xff", &Value::Dict(d), b"\n").unwrap();
+        assert_eq!(streamed, [b"\xff", want.as_bytes(), b"\n"].concat());
+    }
+
+    #[test]
+    fn test_streamed_long_strings_same_as_buffered() {
+        let v = Value::List(vec![
+            Value::Str("é\"x".repeat(40_000)),
+            Value::Str("a".repeat(200_000)),
+            Value::Int(-1),
+        ]);
+        let mut streamed = Vec::new();
+        write_value_to(&mut streamed, b"", &v, b"").unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), text(&v));
     }
 
     #[test]
