@@ -32,7 +32,7 @@ pub(crate) fn ok(ctx: &mut Ctx<'_>, req: &Json) -> Result<Json, String> {
 }
 
 /// Sends a request that must fail; returns the error's `desc`.
-fn fails(ctx: &mut Ctx<'_>, req: &Json) -> Result<String, String> {
+pub(crate) fn fails(ctx: &mut Ctx<'_>, req: &Json) -> Result<String, String> {
     let j = call(ctx, req)?;
     j.pointer("/error/desc")
         .and_then(Json::as_str)
@@ -50,7 +50,7 @@ pub(crate) fn sh(ctx: &mut Ctx<'_>, cmd: &str) -> Result<String, String> {
     }
 }
 
-fn expect_eq(what: &str, got: &Json, want: &Json) -> Result<(), String> {
+pub(crate) fn expect_eq(what: &str, got: &Json, want: &Json) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod cpio;
 pub mod env;
+pub mod ext_checks;
 pub mod image;
 pub mod kmod;
 pub mod libvirt;

@@ -181,6 +181,46 @@ pub const COMMAND_CHECKS: &[Check] = &[
     run("guest-file-read", "guest-file-read", check_file_roundtrip),
     run("guest-file-close", "guest-file-close", check_file_roundtrip),
     run("guest-exec", "guest-exec", check_exec),
+    run(
+        "__org.qga_exec.cwd-user-live",
+        "__org.qga_exec",
+        crate::ext_checks::check_exec_live,
+    ),
+    run(
+        "__org.qga_exec.timeout",
+        "__org.qga_exec",
+        crate::ext_checks::check_exec_timeout,
+    ),
+    run(
+        "__org.qga_exec.exit-on-main",
+        "__org.qga_exec",
+        crate::ext_checks::check_exec_exit_on_main,
+    ),
+    run(
+        "__org.qga_exec-output.offsets",
+        "__org.qga_exec-output",
+        crate::ext_checks::check_exec_live,
+    ),
+    run(
+        "__org.qga_exec-signal",
+        "__org.qga_exec-signal",
+        crate::ext_checks::check_exec_signal,
+    ),
+    run(
+        "__org.qga_file-stat",
+        "__org.qga_file-stat",
+        crate::ext_checks::check_file_stat,
+    ),
+    run(
+        "__org.qga_file-list",
+        "__org.qga_file-list",
+        crate::ext_checks::check_file_list,
+    ),
+    run(
+        "__org.qga_file-open-nofollow",
+        "__org.qga_file-open-nofollow",
+        crate::ext_checks::check_file_open_nofollow,
+    ),
     run("guest-exec-status", "guest-exec-status", check_exec),
     run(
         "guest-file-write.data-disk",

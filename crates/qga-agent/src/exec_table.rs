@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::process::{ChildStdin, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use qga_sys::exec::Spawned;
 
@@ -34,14 +35,85 @@ pub struct Capture {
 #[derive(Debug, Default)]
 struct State {
     status: Option<ExitStatus>,
-    open_streams: usize,
+    out_open: bool,
+    err_open: bool,
     out: Capture,
     err: Capture,
+    /// Complete when the child is reaped, even with pipes still open.
+    exit_on_main: bool,
+    /// The time limit was reached and the kill signal sent.
+    timed_out: bool,
+    /// Collected by guest-exec-status: readers still draining discard what they read.
+    released: bool,
+}
+
+impl State {
+    /// Whether guest-exec-status reports the process as exited.
+    fn complete(&self) -> bool {
+        self.status.is_some() && (self.exit_on_main || (!self.out_open && !self.err_open))
+    }
 }
 
 #[derive(Debug)]
 struct Record {
     state: Mutex<State>,
+    /// Notified when the child is reaped (wakes the time-limit thread).
+    reaped: Condvar,
+    /// The child's pid (and process group id when `group`).
+    pid: i32,
+    /// The child leads a process group of its own: signals go to the group.
+    group: bool,
+}
+
+/// How `__org.qga_exec` changes a record (guest-exec uses the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Report the exit once the child is reaped, pipes open or not.
+    pub exit_on_main: bool,
+    /// The child leads its own process group; signals go to the group.
+    pub group: bool,
+    /// Send this signal (to the group when `group`) after this long.
+    pub timeout: Option<(Duration, i32)>,
+}
+
+/// One stream as `__org.qga_exec-output` sees it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Slice {
+    /// The bytes from the offset asked for.
+    pub data: Vec<u8>,
+    /// The offset after them.
+    pub next: usize,
+    /// Whether bytes were dropped at the capture limit.
+    pub truncated: bool,
+    /// Whether the pipe is still open.
+    pub open: bool,
+}
+
+/// What `__org.qga_exec-output` sees (the record stays).
+#[derive(Debug)]
+pub struct Output {
+    /// How it ended, once reaped and (unless exit-on-main) its pipes closed.
+    pub status: Option<ExitStatus>,
+    /// Whether the time limit was reached.
+    pub timed_out: bool,
+    /// Standard output from the offset.
+    pub out: Slice,
+    /// Standard error from the offset.
+    pub err: Slice,
+}
+
+/// Why a signal could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// No record with that pid.
+    #[error("PID {0} does not exist")]
+    NoSuchPid(i64),
+    /// The process has already been reaped.
+    #[error("process {0} has already exited")]
+    Exited(i64),
+    /// kill(2) failed.
+    #[error("cannot send signal {0} to process {1}: {2}")]
+    Os(i64, i64, String),
 }
 
 impl Record {
@@ -103,7 +175,12 @@ impl ExecTable {
     }
 
     /// Takes over a started child: feeds `input`, captures its pipes, reaps it.
-    pub fn add(&self, spawned: Spawned, input: Option<Vec<u8>>) -> io::Result<i64> {
+    pub fn add(
+        &self,
+        spawned: Spawned,
+        input: Option<Vec<u8>>,
+        options: Options,
+    ) -> io::Result<i64> {
         let Spawned {
             mut child,
             stdin,
@@ -111,12 +188,16 @@ impl ExecTable {
             stderr,
         } = spawned;
         let pid = i64::from(child.id());
-        let streams = usize::from(stdout.is_some()) + usize::from(stderr.is_some());
         let record = Arc::new(Record {
             state: Mutex::new(State {
-                open_streams: streams,
+                out_open: stdout.is_some(),
+                err_open: stderr.is_some(),
+                exit_on_main: options.exit_on_main,
                 ..State::default()
             }),
+            reaped: Condvar::new(),
+            pid: i32::try_from(child.id()).unwrap_or(i32::MAX),
+            group: options.group,
         });
         if let (Some(stdin), Some(input)) = (stdin, input) {
             spawn_thread(move || feed(stdin, &input))?;
@@ -133,8 +214,13 @@ impl ExecTable {
             log::debug!("guest-exec child {pid} finished: {status:?}");
             if let Ok(status) = status {
                 rec.lock().status = Some(status);
+                rec.reaped.notify_all();
             }
         })?;
+        if let Some((after, signo)) = options.timeout {
+            let rec = Arc::clone(&record);
+            spawn_thread(move || time_limit(&rec, after, signo))?;
+        }
         crate::agent::lock(&self.records).insert(pid, record);
         Ok(pid)
     }
@@ -145,16 +231,78 @@ impl ExecTable {
         let mut records = crate::agent::lock(&self.records);
         let record = records.get(&pid)?;
         let mut st = record.lock();
-        let Some(status) = st.status.filter(|_| st.open_streams == 0) else {
+        let Some(status) = st.status.filter(|_| st.complete()) else {
             return Some(Status::Running);
         };
         let out = std::mem::take(&mut st.out);
         let err = std::mem::take(&mut st.err);
+        st.released = true;
         drop(st);
         records.remove(&pid);
         self.budget
             .fetch_add(out.data.len() + err.data.len(), Ordering::Relaxed);
         Some(Status::Exited { status, out, err })
+    }
+}
+
+impl ExecTable {
+    /// The output of `pid` from the offsets given, at most `max` bytes per stream; `None` if
+    /// there is no such record. The record stays (guest-exec-status collects it).
+    pub fn output(&self, pid: i64, out_from: usize, err_from: usize, max: usize) -> Option<Output> {
+        let record = Arc::clone(crate::agent::lock(&self.records).get(&pid)?);
+        let st = record.lock();
+        let slice = |c: &Capture, from: usize, open: bool| {
+            let start = from.min(c.data.len());
+            let end = start.saturating_add(max).min(c.data.len());
+            Slice {
+                data: c.data[start..end].to_vec(),
+                next: end.max(from),
+                truncated: c.truncated,
+                open,
+            }
+        };
+        Some(Output {
+            status: st.status.filter(|_| st.complete()),
+            timed_out: st.timed_out,
+            out: slice(&st.out, out_from, st.out_open),
+            err: slice(&st.err, err_from, st.err_open),
+        })
+    }
+
+    /// Sends `signo` to `pid` (to its process group if it has one of its own), unless it
+    /// has been reaped already: its pid may then belong to another process.
+    pub fn signal(&self, pid: i64, signo: i64) -> Result<(), SignalError> {
+        let record = Arc::clone(
+            crate::agent::lock(&self.records)
+                .get(&pid)
+                .ok_or(SignalError::NoSuchPid(pid))?,
+        );
+        let st = record.lock();
+        if st.status.is_some() {
+            return Err(SignalError::Exited(pid));
+        }
+        let sig = i32::try_from(signo).unwrap_or(-1);
+        qga_sys::exec::send_signal(record.pid, sig, record.group)
+            .map_err(|e| SignalError::Os(signo, pid, crate::error::strerror(&e)))
+    }
+}
+
+/// Waits until the child is reaped or `after` has passed; then sends `signo`.
+fn time_limit(record: &Record, after: Duration, signo: i32) {
+    let st = record.lock();
+    let (mut st, _) = record
+        .reaped
+        .wait_timeout_while(st, after, |s| s.status.is_none())
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if st.status.is_some() {
+        return;
+    }
+    st.timed_out = true;
+    if let Err(e) = qga_sys::exec::send_signal(record.pid, signo, record.group) {
+        log::warn!(
+            "time limit of process {}: cannot send signal {signo}: {e}",
+            record.pid
+        );
     }
 }
 
@@ -183,6 +331,10 @@ fn capture(mut pipe: io::PipeReader, record: &Record, budget: &AtomicUsize, is_e
             Err(_) => break,
         };
         let mut st = record.lock();
+        if st.released {
+            // Collected already (exit-on-main): drain so the writer is not blocked.
+            continue;
+        }
         let cap = if is_err { &mut st.err } else { &mut st.out };
         let room = STREAM_CAP.saturating_sub(cap.data.len()).min(n);
         let granted = take_budget(budget, room);
@@ -191,7 +343,12 @@ fn capture(mut pipe: io::PipeReader, record: &Record, budget: &AtomicUsize, is_e
             cap.truncated = true;
         }
     }
-    record.lock().open_streams -= 1;
+    let mut st = record.lock();
+    if is_err {
+        st.err_open = false;
+    } else {
+        st.out_open = false;
+    }
 }
 
 fn take_budget(budget: &AtomicUsize, want: usize) -> usize {

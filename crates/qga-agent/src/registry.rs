@@ -127,6 +127,13 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec::<s::GuestGetCpustats>(),
     spec::<s::GuestGetLoad>(),
     spec::<s::GuestNetworkGetRoute>(),
+    // Extensions (docs/extensions.md), after qemu-ga's commands.
+    spec::<s::OrgQgaExec>(),
+    spec::<s::OrgQgaExecOutput>(),
+    spec::<s::OrgQgaExecSignal>(),
+    spec::<s::OrgQgaFileStat>(),
+    spec::<s::OrgQgaFileList>(),
+    spec::<s::OrgQgaFileOpenNofollow>(),
 ];
 
 /// The table row for `name`.
@@ -154,6 +161,7 @@ mod tests {
     fn test_table_follows_qemu_registration_order() {
         let positions: Vec<usize> = COMMANDS
             .iter()
+            .filter(|c| !c.name.starts_with(s::EXTENSION_PREFIX))
             .map(|c| {
                 s::QEMU_REGISTRATION_ORDER
                     .iter()

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ext;
 pub mod files;
 pub mod storage;
 pub mod system;
@@ -207,7 +208,23 @@ commands! {
     @inventory GuestGetFsinfo = "guest-get-fsinfo", NoArgs => Vec<GuestFilesystemInfo>;
     /// I/O counters of the block devices.
     @inventory GuestGetDiskstats = "guest-get-diskstats", NoArgs => Vec<GuestDiskStatsInfo>;
+    /// Extension: guest-exec with working directory, user, time limit, exit-on-main.
+    @exec OrgQgaExec = "__org.qga_exec", ext::ExecArgs => files::GuestExec;
+    /// Extension: a running or exited process's output from given offsets (keeps the record).
+    @exec OrgQgaExecOutput = "__org.qga_exec-output", ext::ExecOutputArgs => ext::ExecOutput;
+    /// Extension: sends a signal to a process started by guest-exec or `__org.qga_exec`.
+    @exec OrgQgaExecSignal = "__org.qga_exec-signal", ext::ExecSignalArgs => Empty;
+    /// Extension: type, size, mode, owner and times of a path.
+    @file OrgQgaFileStat = "__org.qga_file-stat", ext::FileStatArgs => ext::FileStat;
+    /// Extension: the entries of a directory, each as `__org.qga_file-stat` describes it.
+    @file OrgQgaFileList = "__org.qga_file-list", ext::FileListArgs => Vec<ext::FileStat>;
+    /// Extension: guest-file-open that fails when the path's last component is a symlink.
+    @file OrgQgaFileOpenNofollow = "__org.qga_file-open-nofollow", FileOpenArgs => i64;
 }
+
+/// The prefix of this project's extension commands (QAPI's downstream-extension form
+/// `__<reverse domain>_`); see docs/extensions.md.
+pub const EXTENSION_PREFIX: &str = "__org.qga_";
 
 /// The order in which qemu-ga 10.x registers its Linux commands. `-b help` lists commands
 /// in this order and guest-info in the reverse; the agent's table follows it.

@@ -70,8 +70,78 @@ fn to_pipe_reader<T: Into<std::os::fd::OwnedFd>>(end: Option<T>) -> Option<io::P
     end.map(|e| io::PipeReader::from(e.into()))
 }
 
+/// An account to run a process as, resolved from the password database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The account name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Every group of the account (`getgrouplist`), the primary one included.
+    pub groups: Vec<u32>,
+    /// Home directory.
+    pub home: std::path::PathBuf,
+    /// Login shell.
+    pub shell: std::path::PathBuf,
+}
+
+/// Why an account could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum RunAsError {
+    /// No such account (name or number).
+    #[error("no such user '{0}'")]
+    NoSuchUser(String),
+    /// The password or group database failed.
+    #[error("cannot look up user '{0}': {1}")]
+    Lookup(String, nix::Error),
+}
+
+/// Resolves `user`: an account name, or a number taken as a uid.
+pub fn run_as(user: &str) -> Result<RunAs, RunAsError> {
+    use nix::unistd::{Gid, Uid, User, getgrouplist};
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(user),
+    }
+    .map_err(|e| RunAsError::Lookup(user.to_string(), e))?
+    .ok_or_else(|| RunAsError::NoSuchUser(user.to_string()))?;
+    let cname = std::ffi::CString::new(found.name.clone())
+        .map_err(|_| RunAsError::NoSuchUser(user.to_string()))?;
+    let groups = getgrouplist(&cname, Gid::from_raw(found.gid.as_raw()))
+        .map_err(|e| RunAsError::Lookup(user.to_string(), e))?;
+    Ok(RunAs {
+        name: found.name,
+        uid: found.uid.as_raw(),
+        gid: found.gid.as_raw(),
+        groups: groups.iter().map(|g| g.as_raw()).collect(),
+        home: found.dir,
+        shell: found.shell,
+    })
+}
+
+/// What `__org.qga_exec` adds to a start: all optional.
+#[derive(Debug, Default)]
+pub struct SpawnExtra<'a> {
+    /// Working directory of the child.
+    pub cwd: Option<&'a std::path::Path>,
+    /// Run as this account (groups, gid, then uid are set in the child before exec; with an
+    /// inherited environment `HOME`, `USER`, `LOGNAME` and `SHELL` are the account's).
+    pub user: Option<&'a RunAs>,
+    /// Put the child in a new process group of its own (its pid is the group id), so a
+    /// signal can reach everything it starts.
+    pub new_process_group: bool,
+}
+
 /// Starts the process.
 pub fn spawn(spec: &Spawn<'_>) -> io::Result<Spawned> {
+    spawn_with(spec, &SpawnExtra::default())
+}
+
+/// Starts the process with the extra settings of `extra`.
+pub fn spawn_with(spec: &Spawn<'_>, extra: &SpawnExtra<'_>) -> io::Result<Spawned> {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(os_string(spec.program));
     cmd.args(spec.args.iter().map(|a| os_string(a)));
     if let Some(env) = spec.env {
@@ -79,6 +149,36 @@ pub fn spawn(spec: &Spawn<'_>) -> io::Result<Spawned> {
         for entry in env {
             let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
             cmd.env(os_string(k), os_string(v));
+        }
+    }
+    if let Some(dir) = extra.cwd {
+        cmd.current_dir(dir);
+    }
+    if extra.new_process_group {
+        cmd.process_group(0);
+    }
+    if let Some(user) = extra.user {
+        if spec.env.is_none() {
+            cmd.env("HOME", &user.home)
+                .env("USER", &user.name)
+                .env("LOGNAME", &user.name)
+                .env("SHELL", &user.shell);
+        }
+        let groups: Vec<libc::gid_t> = user.groups.clone();
+        let (uid, gid) = (user.uid, user.gid);
+        // SAFETY: the closure runs in the child between fork and exec and only makes the
+        // async-signal-safe system calls setgroups, setgid and setuid on data prepared
+        // before the fork (no allocation, no locks).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
     }
     cmd.stdin(if spec.stdin_pipe {
@@ -117,6 +217,13 @@ pub fn spawn(spec: &Spawn<'_>) -> io::Result<Spawned> {
         stdout: merged_reader.or_else(|| to_pipe_reader(stdout)),
         stderr: to_pipe_reader(stderr),
     })
+}
+
+/// Sends signal `signo` to process `pid`, or to its process group when `group` is set.
+pub fn send_signal(pid: i32, signo: i32, group: bool) -> io::Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(signo).map_err(io::Error::from)?;
+    let target = nix::unistd::Pid::from_raw(if group { -pid } else { pid });
+    nix::sys::signal::kill(target, sig).map_err(io::Error::from)
 }
 
 #[cfg(test)]

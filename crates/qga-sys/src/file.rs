@@ -19,6 +19,8 @@ pub struct Access {
     pub create: bool,
     /// Truncate an existing file.
     pub truncate: bool,
+    /// Fail (`ELOOP`) when the last component of the path is a symbolic link.
+    pub nofollow: bool,
 }
 
 /// Opens `path` with `access`.
@@ -30,7 +32,9 @@ pub fn open(path: &Path, access: Access) -> io::Result<File> {
         .create(access.create)
         .truncate(access.truncate)
         .mode(0o666)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .custom_flags(
+            libc::O_NOCTTY | libc::O_NONBLOCK | if access.nofollow { libc::O_NOFOLLOW } else { 0 },
+        )
         .open(path)
 }
 
@@ -74,6 +78,7 @@ mod tests {
             append: false,
             create: true,
             truncate: true,
+            nofollow: false,
         };
         let mut f = open(&p, rw).unwrap();
         f.write_all(b"abc").unwrap();
@@ -94,6 +99,7 @@ mod tests {
             append: false,
             create: false,
             truncate: false,
+            nofollow: false,
         };
         let mut f = open(&fifo, ro).unwrap();
         let mut buf = [0u8; 8];

@@ -20,6 +20,7 @@ pub mod diskstats;
 mod error;
 pub mod exec;
 pub mod file;
+pub mod fileinfo;
 pub mod freeze;
 pub mod helper;
 pub mod host;

@@ -1,5 +1,6 @@
 //! guest-file-open, guest-file-close, guest-file-read, guest-file-write, guest-file-seek,
-//! guest-file-flush.
+//! guest-file-flush, and the extensions `__org.qga_file-open-nofollow`, `__org.qga_file-stat`
+//! and `__org.qga_file-list` (docs/extensions.md).
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use qga_proto::{ArgError, Dict, Value, b64, from_value_dict};
 use qga_schema::{
     Empty, FileHandleArgs, FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, GuestFileClose,
     GuestFileFlush, GuestFileOpen, GuestFileRead, GuestFileSeek, GuestFileWhence, GuestFileWrite,
-    QgaSeek, files,
+    OrgQgaFileList, OrgQgaFileOpenNofollow, OrgQgaFileStat, QgaSeek, ext, files,
 };
 use qga_sys::file::{Access, Whence};
 
@@ -39,6 +40,7 @@ pub(crate) fn parse_mode(mode: &str) -> Option<Access> {
         append,
         create,
         truncate,
+        nofollow: false,
     })
 }
 
@@ -54,36 +56,43 @@ fn failed(what: &str, e: &std::io::Error) -> CommandError {
     CommandError::Failed(format!("{what}: {}", strerror(e)))
 }
 
+/// guest-file-open, and with `nofollow` `__org.qga_file-open-nofollow`.
+fn open(agent: &Agent, args: &FileOpenArgs, nofollow: bool) -> Result<i64, CommandError> {
+    let mode = args.mode.as_deref().unwrap_or("r");
+    let mut access = parse_mode(mode)
+        .ok_or_else(|| CommandError::Failed(format!("invalid file open mode '{mode}'")))?;
+    access.nofollow = nofollow;
+    let path = args.path.as_str();
+    let too_many = || {
+        CommandError::Failed(format!(
+            "failed to open file '{path}' (mode: '{mode}'): too many open handles (limit {})",
+            agent.files.max()
+        ))
+    };
+    if agent.files.full() {
+        return Err(too_many());
+    }
+    let os_path = qga_sys::exec::os_string(path);
+    let f = qga_sys::file::open(Path::new(&os_path), access).map_err(|e| {
+        failed(
+            &format!("failed to open file '{path}' (mode: '{mode}')"),
+            &e,
+        )
+    })?;
+    let handle = agent
+        .state
+        .next_handle()
+        .map_err(|_| CommandError::Failed("failed to commit persistent state to disk".into()))?;
+    if agent.files.insert(handle, OpenFile::new(f)).is_err() {
+        return Err(too_many());
+    }
+    log::debug!("guest-file-open, handle: {handle}");
+    Ok(handle)
+}
+
 impl Handle for GuestFileOpen {
     fn handle(agent: &mut Agent, args: FileOpenArgs) -> Result<i64, CommandError> {
-        let mode = args.mode.as_deref().unwrap_or("r");
-        let access = parse_mode(mode)
-            .ok_or_else(|| CommandError::Failed(format!("invalid file open mode '{mode}'")))?;
-        let path = args.path.as_str();
-        let too_many = || {
-            CommandError::Failed(format!(
-                "failed to open file '{path}' (mode: '{mode}'): too many open handles (limit {})",
-                agent.files.max()
-            ))
-        };
-        if agent.files.full() {
-            return Err(too_many());
-        }
-        let os_path = qga_sys::exec::os_string(path);
-        let f = qga_sys::file::open(Path::new(&os_path), access).map_err(|e| {
-            failed(
-                &format!("failed to open file '{path}' (mode: '{mode}')"),
-                &e,
-            )
-        })?;
-        let handle = agent.state.next_handle().map_err(|_| {
-            CommandError::Failed("failed to commit persistent state to disk".into())
-        })?;
-        if agent.files.insert(handle, OpenFile::new(f)).is_err() {
-            return Err(too_many());
-        }
-        log::debug!("guest-file-open, handle: {handle}");
-        Ok(handle)
+        open(agent, &args, false)
     }
 
     fn audit(args: &FileOpenArgs) -> Option<String> {
@@ -92,6 +101,66 @@ impl Handle for GuestFileOpen {
             args.path,
             args.mode.as_deref().unwrap_or("r")
         ))
+    }
+}
+
+impl Handle for OrgQgaFileOpenNofollow {
+    fn handle(agent: &mut Agent, args: FileOpenArgs) -> Result<i64, CommandError> {
+        open(agent, &args, true)
+    }
+
+    fn audit(args: &FileOpenArgs) -> Option<String> {
+        Some(format!(
+            "__org.qga_file-open-nofollow called, filepath: {}, mode: {}",
+            args.path,
+            args.mode.as_deref().unwrap_or("r")
+        ))
+    }
+}
+
+/// The wire form of a file's description.
+fn wire_stat(i: qga_sys::fileinfo::FileInfo) -> ext::FileStat {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    ext::FileStat {
+        name: i.name,
+        kind: i.kind.as_str().to_string(),
+        size: n(i.size),
+        mode: i64::from(i.mode),
+        uid: i64::from(i.uid),
+        gid: i64::from(i.gid),
+        owner: i.owner,
+        group: i.group,
+        atime: i.atime_ns,
+        mtime: i.mtime_ns,
+        ctime: i.ctime_ns,
+        nlink: n(i.nlink),
+        inode: n(i.inode),
+        link_target: i.link_target,
+    }
+}
+
+impl Handle for OrgQgaFileStat {
+    fn handle(_agent: &mut Agent, args: ext::FileStatArgs) -> Result<ext::FileStat, CommandError> {
+        let os_path = qga_sys::exec::os_string(&args.path);
+        qga_sys::fileinfo::stat(Path::new(&os_path), args.follow_symlinks.unwrap_or(false))
+            .map(wire_stat)
+            .map_err(|e| failed(&format!("failed to stat '{}'", args.path), &e))
+    }
+}
+
+impl Handle for OrgQgaFileList {
+    fn handle(
+        _agent: &mut Agent,
+        args: ext::FileListArgs,
+    ) -> Result<Vec<ext::FileStat>, CommandError> {
+        let os_path = qga_sys::exec::os_string(&args.path);
+        qga_sys::fileinfo::list(Path::new(&os_path))
+            .map(|l| l.into_iter().map(wire_stat).collect())
+            .map_err(|e| failed(&format!("failed to list directory '{}'", args.path), &e))
+    }
+
+    fn audit(args: &ext::FileListArgs) -> Option<String> {
+        Some(format!("__org.qga_file-list called, path: {}", args.path))
     }
 }
 

@@ -1,0 +1,248 @@
+//! Checks of the `__org.qga_` extension commands (docs/extensions.md) in the guest, each
+//! verified against the guest's own view through the control shell. Debian's qemu-ga does
+//! not list these commands, so the reference skips these rows.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::checks::{expect_eq, fails, ok, sh};
+use crate::suite::Ctx;
+
+fn text(v: &Json) -> Result<String, String> {
+    let s = v.as_str().ok_or_else(|| format!("not a string: {v}"))?;
+    let bytes = qga_proto::b64::decode(s).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+fn start(ctx: &mut Ctx<'_>, args: &Json) -> Result<i64, String> {
+    let r = ok(
+        ctx,
+        &json!({"execute": "__org.qga_exec", "arguments": args}),
+    )?;
+    r.get("pid")
+        .and_then(Json::as_i64)
+        .ok_or_else(|| format!("__org.qga_exec: {r}"))
+}
+
+fn output(ctx: &mut Ctx<'_>, pid: i64, out_offset: i64) -> Result<Json, String> {
+    ok(
+        ctx,
+        &json!({"execute": "__org.qga_exec-output",
+                "arguments": {"pid": pid, "out-offset": out_offset}}),
+    )
+}
+
+/// Polls guest-exec-status until the exit is reported (at most `secs`).
+fn collect(ctx: &mut Ctx<'_>, pid: i64, secs: u64) -> Result<Json, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = ok(
+            ctx,
+            &json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}),
+        )?;
+        if st.get("exited") == Some(&Json::Bool(true)) {
+            return Ok(st);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("pid {pid} not exited after {secs} s: {st}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Working directory, another user, and output read live by offset while the process runs.
+pub fn check_exec_live(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let uid = sh(ctx, "grep '^alice:' /etc/passwd | cut -d: -f3")?;
+    let pid = start(
+        ctx,
+        &json!({"path": "/bin/sh", "arg": ["-c", "pwd; id -u; sleep 3; echo done"],
+                "cwd": "/tmp", "user": "alice", "capture-output": true}),
+    )?;
+    let want_first = format!("/tmp\n{}\n", uid.trim());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let o = output(ctx, pid, 0)?;
+        if text(&o["out-data"])? == want_first {
+            break o;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("first output never seen: {o}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    expect_eq("exited while sleeping", &first["exited"], &json!(false))?;
+    let offset = first["out-offset"].as_i64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let o = output(ctx, pid, offset)?;
+        if o["exited"] == json!(true) {
+            break o;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not exited: {o}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if text(&last["out-data"])? != "done\n" || last["exitcode"] != json!(0) {
+        return Err(format!("from offset {offset}: {last}"));
+    }
+    let st = collect(ctx, pid, 10)?;
+    let all = text(&st["out-data"])?;
+    if all != format!("{want_first}done\n") {
+        return Err(format!("guest-exec-status output {all:?}"));
+    }
+    Ok(format!(
+        "cwd /tmp, uid {} (alice), live output at offsets 0 and {offset}",
+        uid.trim()
+    ))
+}
+
+/// A time limit ends the process group with the chosen signal.
+pub fn check_exec_timeout(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let t = Instant::now();
+    let pid = start(
+        ctx,
+        &json!({"path": "/bin/sh", "arg": ["-c", "sleep 60 & sleep 60"],
+                "timeout": 2, "kill-signal": 15}),
+    )?;
+    let o = loop {
+        let o = output(ctx, pid, 0)?;
+        if o["exited"] == json!(true) || t.elapsed() > Duration::from_secs(30) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    expect_eq("timed-out", &o["timed-out"], &json!(true))?;
+    expect_eq("signal", &o["signal"], &json!(15))?;
+    collect(ctx, pid, 10)?;
+    // The whole group got the signal: no `sleep 60` is left.
+    let left = sh(ctx, "ps | grep -c '[s]leep 60' || true")?;
+    if left.trim() != "0" {
+        return Err(format!("{} sleep 60 left", left.trim()));
+    }
+    Ok(format!("signal 15 after {:.1?}, group ended", t.elapsed()))
+}
+
+/// exit-on-main: reported as exited while a background child still holds the pipe.
+pub fn check_exec_exit_on_main(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let t = Instant::now();
+    let pid = start(
+        ctx,
+        &json!({"path": "/bin/sh", "arg": ["-c", "sleep 6 & echo started"],
+                "capture-output": true, "exit-on-main": true}),
+    )?;
+    let st = collect(ctx, pid, 20)?;
+    let took = t.elapsed();
+    if took > Duration::from_secs(5) || text(&st["out-data"])? != "started\n" {
+        return Err(format!("after {took:.1?}: {st}"));
+    }
+    Ok(format!(
+        "exited reported after {took:.1?} with the pipe still held"
+    ))
+}
+
+/// A signal on request, and the error for an unknown pid.
+pub fn check_exec_signal(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let pid = start(ctx, &json!({"path": "/bin/sleep", "arg": ["60"]}))?;
+    let alive = sh(ctx, &format!("[ -d /proc/{pid} ] && echo yes"))?;
+    expect_eq("running", &json!(alive.trim()), &json!("yes"))?;
+    ok(
+        ctx,
+        &json!({"execute": "__org.qga_exec-signal", "arguments": {"pid": pid, "signal": 15}}),
+    )?;
+    let st = collect(ctx, pid, 10)?;
+    expect_eq("status", &st, &json!({"exited": true, "signal": 15}))?;
+    let e = fails(
+        ctx,
+        &json!({"execute": "__org.qga_exec-signal", "arguments": {"pid": 999_999, "signal": 15}}),
+    )?;
+    expect_eq(
+        "unknown pid",
+        &json!(e),
+        &json!("PID 999999 does not exist"),
+    )?;
+    Ok("SIGTERM delivered; unknown pid refused".into())
+}
+
+/// stat of a file and of a symbolic link, against the guest's shell.
+pub fn check_file_stat(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    sh(ctx, "ln -sf /etc/passwd /tmp/qga-ext-link")?;
+    let size = sh(ctx, "wc -c < /etc/passwd")?;
+    let s = ok(
+        ctx,
+        &json!({"execute": "__org.qga_file-stat", "arguments": {"path": "/etc/passwd"}}),
+    )?;
+    let want_size: i64 = size.trim().parse().map_err(|_| format!("wc: {size}"))?;
+    expect_eq(
+        "stat /etc/passwd",
+        &json!([
+            &s["name"],
+            &s["type"],
+            &s["size"],
+            &s["mode"],
+            &s["uid"],
+            &s["owner"]
+        ]),
+        &json!(["passwd", "file", want_size, 0o644, 0, "root"]),
+    )?;
+    let l = ok(
+        ctx,
+        &json!({"execute": "__org.qga_file-stat", "arguments": {"path": "/tmp/qga-ext-link"}}),
+    )?;
+    expect_eq(
+        "stat of the link",
+        &json!([&l["type"], &l["link-target"]]),
+        &json!(["symlink", "/etc/passwd"]),
+    )?;
+    Ok(format!(
+        "/etc/passwd {want_size} bytes 0644 root; link seen as a link"
+    ))
+}
+
+/// A directory listing, against `ls -A`.
+pub fn check_file_list(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let shell = sh(ctx, "ls -A /etc | sort")?;
+    let want: Vec<&str> = shell.lines().collect();
+    let l = ok(
+        ctx,
+        &json!({"execute": "__org.qga_file-list", "arguments": {"path": "/etc"}}),
+    )?;
+    let mut got: Vec<&str> = l
+        .as_array()
+        .ok_or("not a list")?
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    got.sort_unstable();
+    if got != want {
+        return Err(format!("{got:?}, ls says {want:?}"));
+    }
+    Ok(format!("{} entries of /etc as ls -A lists them", got.len()))
+}
+
+/// O_NOFOLLOW: a link is refused, the file itself opens.
+pub fn check_file_open_nofollow(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    sh(ctx, "ln -sf /etc/passwd /tmp/qga-ext-link")?;
+    let e = fails(
+        ctx,
+        &json!({"execute": "__org.qga_file-open-nofollow", "arguments": {"path": "/tmp/qga-ext-link"}}),
+    )?;
+    let want =
+        "failed to open file '/tmp/qga-ext-link' (mode: 'r'): Too many levels of symbolic links";
+    expect_eq("link", &json!(e), &json!(want))?;
+    let h = ok(
+        ctx,
+        &json!({"execute": "__org.qga_file-open-nofollow", "arguments": {"path": "/etc/passwd"}}),
+    )?;
+    let r = ok(
+        ctx,
+        &json!({"execute": "guest-file-read", "arguments": {"handle": h, "count": 5}}),
+    )?;
+    ok(
+        ctx,
+        &json!({"execute": "guest-file-close", "arguments": {"handle": h}}),
+    )?;
+    expect_eq("read", &json!(text(&r["buf-b64"])?), &json!("root:"))?;
+    Ok("link refused (ELOOP), file read".into())
+}
