@@ -46,6 +46,7 @@ pub struct CommandSpec {
     /// The policy group (`@file`, ...) from the schema.
     pub group: s::Group,
     run: fn(&mut Agent, Dict) -> Result<Option<Value>, CommandError>,
+    decode: fn(Dict) -> Result<(), CommandError>,
 }
 
 impl CommandSpec {
@@ -54,6 +55,17 @@ impl CommandSpec {
     pub fn run(&self, agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
         (self.run)(agent, args)
     }
+
+    /// Only decodes the arguments (with the same errors as [`CommandSpec::run`]) without
+    /// running anything: for fuzzing the argument decoding of every command.
+    pub fn decode_args(&self, args: Dict) -> Result<(), CommandError> {
+        (self.decode)(args)
+    }
+}
+
+fn decode<C: Handle>(args: Dict) -> Result<(), CommandError> {
+    from_value_dict::<C::Args>(args)?;
+    Ok(())
 }
 
 fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
@@ -78,6 +90,7 @@ const fn spec<C: Handle>() -> CommandSpec {
         allowed_while_frozen: C::ALLOWED_WHILE_FROZEN,
         group: C::GROUP,
         run: run::<C>,
+        decode: decode::<C>,
     }
 }
 

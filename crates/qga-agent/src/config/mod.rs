@@ -349,17 +349,37 @@ pub fn load(args: &[OsString], env_qga_conf: Option<&OsStr>) -> Result<Action, C
         return Err(ConfigError::MissingPath);
     }
     cfg.method = known?;
-    let lists = [&cfg.block_rpcs, &cfg.allow_rpcs];
-    if let Some(g) = lists
-        .iter()
-        .find_map(|l| crate::policy::unknown_groups(l).first().copied())
-    {
-        return Err(ConfigError::UnknownGroup(g.to_owned()));
-    }
+    check_groups(&cfg)?;
     if cfg.dump_conf {
         return Ok(Action::DumpConf(dump(&cfg)));
     }
     Ok(Action::Run(Box::new(cfg)))
+}
+
+/// The settings a configuration file alone gives (defaults, then its `[general]` keys), with
+/// the same checks as [`load`] applies to the file: for fuzzing and tools.
+pub fn from_keyfile_bytes(data: &[u8]) -> Result<Config, ConfigError> {
+    let mut cfg = Config::default();
+    let mut method = cfg.method.as_str().to_owned();
+    let load_err = |cause| ConfigError::Load {
+        path: PathBuf::from("<bytes>"),
+        cause,
+    };
+    let kf = KeyFile::parse(data).map_err(load_err)?;
+    apply_keyfile(&kf, &mut cfg, &mut method).map_err(load_err)?;
+    cfg.method = Method::from_str(&method)?;
+    check_groups(&cfg)?;
+    Ok(cfg)
+}
+
+/// Fails on the first `@group` in the allow or block list that names no group.
+fn check_groups(cfg: &Config) -> Result<(), ConfigError> {
+    for list in [&cfg.block_rpcs, &cfg.allow_rpcs] {
+        if let Some(g) = crate::policy::unknown_groups(list).first() {
+            return Err(ConfigError::UnknownGroup((*g).to_owned()));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the `[general]` keys in qemu-ga's order (so the first bad one is the one reported);

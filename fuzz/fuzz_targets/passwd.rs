@@ -1,0 +1,3 @@
+//! libFuzzer entry for the `passwd` target (body in crates/qga-fuzz/src/targets.rs).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| qga_fuzz::targets::passwd(data));
