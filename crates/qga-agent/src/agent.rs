@@ -35,6 +35,10 @@ pub struct Agent {
     pub files: Handles,
     /// Processes started by guest-exec.
     pub execs: ExecTable,
+    /// `max-reply-size`: a longer reply is replaced by an error (0: no cap, as qemu-ga).
+    pub max_reply: usize,
+    /// Per-message limits of the framer (`max-token-size`, `max-token-count`, `max-nesting`).
+    pub wire_limits: qga_proto::Limits,
 }
 
 impl Agent {

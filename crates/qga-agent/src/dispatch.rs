@@ -15,16 +15,61 @@ pub fn dispatch(agent: &mut Agent, frame: Frame) -> Option<Reply> {
             Err(e) => Reply::err(&e.error, e.id),
             Ok(req) => {
                 let id = req.id;
-                match run(agent, &req.execute, req.arguments) {
+                // Kept only when a cap is set, to answer an oversized reply with this id.
+                let id_for_cap = (agent.max_reply > 0).then(|| id.clone()).flatten();
+                let reply = match run(agent, &req.execute, req.arguments) {
                     Ok(Some(ret)) => Reply::ok(ret, id),
                     Ok(None) => return None,
                     Err(e) => Reply::err(&e, id),
-                }
+                };
+                cap_reply(agent.max_reply, reply, id_for_cap)
             }
         },
     };
     reply.delimited = std::mem::take(&mut agent.delimit_response);
     Some(reply)
+}
+
+/// Replaces a reply longer than `cap` bytes (0: no cap) by a GenericError: libvirt drops the
+/// whole channel on a reply over 10 MiB, so a host can set `max-reply-size` to get an error
+/// instead. The id is kept when it is small enough for the error to stay under the cap.
+fn cap_reply(cap: usize, reply: Reply, id: Option<qga_proto::Value>) -> Reply {
+    // The hint can be short by the escapes of non-ASCII text (6 bytes for one): count
+    // exactly when it is anywhere near the cap.
+    if cap == 0 || reply.size_hint() < cap / 8 {
+        return reply;
+    }
+    let len = encoded_len(&reply);
+    if len <= cap {
+        return reply;
+    }
+    let err = QgaError::generic(format!(
+        "reply of {len} bytes exceeds the limit of {cap} bytes (max-reply-size)"
+    ));
+    drop(reply);
+    let with_id = Reply::err(&err, id);
+    if encoded_len(&with_id) <= cap {
+        with_id
+    } else {
+        Reply::err(&err, None)
+    }
+}
+
+/// The exact length of the reply line, counted without building it.
+fn encoded_len(reply: &Reply) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = reply.write_to(&mut n);
+    n.0
 }
 
 fn run(

@@ -153,6 +153,8 @@ fn run(config: &Config) -> ExitCode {
             limit(config.max_exec_records, DEFAULT_MAX_RECORDS),
             limit(config.max_exec_output, DEFAULT_MAX_OUTPUT),
         ),
+        max_reply: limit(config.max_reply_size, 0),
+        wire_limits: wire_limits(config),
     };
     let marker = config.statedir.join("qga.state.isfrozen");
     let hook_timeout = match config.fsfreeze_hook_timeout {
@@ -190,6 +192,10 @@ fn run(config: &Config) -> ExitCode {
         let channel =
             endpoint(config).and_then(|ep| transport::open(ep).map_err(|e| e.to_string()));
         let channel = match channel {
+            Ok(transport::Channel::Vsock(mut l)) => {
+                l.allow_peers(vsock_peers(config));
+                transport::Channel::Vsock(l)
+            }
             Ok(c) => c,
             Err(e) => {
                 log::error!("{e}");
@@ -243,6 +249,25 @@ fn run(config: &Config) -> ExitCode {
     }
     drop(pidfile);
     ExitCode::SUCCESS
+}
+
+/// The vsock peers to accept: `vsock-allow-cids` (checked when loaded), else the host only.
+fn vsock_peers(config: &Config) -> Option<Vec<u32>> {
+    config
+        .vsock_allow_cids
+        .as_deref()
+        .and_then(chan::parse_cid_list)
+        .unwrap_or(Some(vec![chan::VSOCK_HOST_CID]))
+}
+
+/// The framer's limits: qemu-ga's, unless configured.
+fn wire_limits(config: &Config) -> qga_proto::Limits {
+    let d = qga_proto::Limits::default();
+    qga_proto::Limits {
+        token_size: limit(config.max_token_size, d.token_size),
+        token_count: limit(config.max_token_count, d.token_count),
+        nesting: limit(config.max_nesting, d.nesting),
+    }
 }
 
 /// A configured limit, or the default.

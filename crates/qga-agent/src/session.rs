@@ -56,6 +56,7 @@ impl Session {
         out: &mut impl Write,
     ) -> io::Result<()> {
         let mut result = Ok(());
+        self.framer.set_limits(agent.wire_limits);
         let pending = &mut self.pending;
         self.framer.feed(bytes, &mut |frame| {
             if result.is_err() {
@@ -117,6 +118,8 @@ mod tests {
             os_release_override: None,
             files: crate::handles::Handles::new(8),
             execs: crate::exec_table::ExecTable::new(8, 1 << 20),
+            max_reply: 0,
+            wire_limits: qga_proto::Limits::default(),
         }
     }
 

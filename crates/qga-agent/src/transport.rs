@@ -85,9 +85,13 @@ pub fn open(endpoint: Endpoint) -> Result<Channel, SysError> {
             }) {
                 let _ = std::fs::remove_file(&path);
             }
-            UnixListener::bind(&path)
-                .map(Channel::Unix)
-                .map_err(|e| SysError::file("bind", &path, e))
+            let listener =
+                UnixListener::bind(&path).map_err(|e| SysError::file("bind", &path, e))?;
+            // Only the agent's user (root) may connect: 0600 whatever the umask.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| SysError::file("chmod", &path, e))?;
+            Ok(Channel::Unix(listener))
         }
         Endpoint::VsockListen(cid, port) => VsockListener::bind(cid, port).map(Channel::Vsock),
         Endpoint::Activated(fd, SocketFamily::Unix) => Ok(Channel::Unix(UnixListener::from(fd))),

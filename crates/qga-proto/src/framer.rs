@@ -18,6 +18,28 @@ pub const MAX_TOKEN_COUNT: usize = 2 << 20;
 /// Deepest nesting of arrays and objects in one message.
 pub const MAX_NESTING: i64 = 1024;
 
+/// The per-message limits of the framer; the defaults are QEMU's (64 MiB per token and per
+/// message, 2 Mi tokens, depth 1024), with QEMU's error texts when one is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest token, and most token bytes in one message ("JSON token size limit exceeded").
+    pub token_size: usize,
+    /// Most tokens in one message ("JSON token count limit exceeded").
+    pub token_count: usize,
+    /// Deepest nesting of arrays and objects ("JSON nesting depth limit exceeded").
+    pub nesting: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            token_size: MAX_TOKEN_SIZE,
+            token_count: MAX_TOKEN_COUNT,
+            nesting: MAX_NESTING as usize,
+        }
+    }
+}
+
 /// What the framer produced from the input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -34,6 +56,7 @@ struct Streamer {
     brackets: i64,
     /// Skipping the rest of a message that already got a limit error.
     discarding: bool,
+    limits: Limits,
 }
 
 impl Streamer {
@@ -87,13 +110,13 @@ impl Streamer {
             }
             return;
         }
-        if self.tokens.text_len() + text.len() + 1 > MAX_TOKEN_SIZE {
+        if self.tokens.text_len() + text.len() + 1 > self.limits.token_size {
             return self.limit_error("JSON token size limit exceeded", out);
         }
-        if self.tokens.len() + 1 > MAX_TOKEN_COUNT {
+        if self.tokens.len() + 1 > self.limits.token_count {
             return self.limit_error("JSON token count limit exceeded", out);
         }
-        if self.braces + self.brackets > MAX_NESTING {
+        if usize::try_from(self.braces + self.brackets).unwrap_or(0) > self.limits.nesting {
             return self.limit_error("JSON nesting depth limit exceeded", out);
         }
         self.tokens.push(kind, text);
@@ -120,6 +143,12 @@ impl Framer {
     /// A framer at the start of a stream.
     pub fn new() -> Framer {
         Framer::default()
+    }
+
+    /// Sets the per-message limits (from the next token on).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.lexer.max_token = limits.token_size;
+        self.streamer.limits = limits;
     }
 
     /// Forgets any partial message (used when a new client connects).

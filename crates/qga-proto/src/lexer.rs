@@ -63,6 +63,8 @@ pub(crate) struct Lexer {
     token: Vec<u8>,
     /// The current token passed the size limit: keep lexing it, but drop its text.
     overflowed: bool,
+    /// Longest token kept ([`MAX_TOKEN_SIZE`] unless configured).
+    pub(crate) max_token: usize,
 }
 
 fn step(state: State, ch: u8) -> Step {
@@ -168,6 +170,7 @@ impl Lexer {
             state: State::Start,
             token: Vec::new(),
             overflowed: false,
+            max_token: MAX_TOKEN_SIZE,
         }
     }
 
@@ -206,7 +209,7 @@ impl Lexer {
         if self.overflowed {
             return;
         }
-        let room = MAX_TOKEN_SIZE + 1 - self.token.len().min(MAX_TOKEN_SIZE + 1);
+        let room = self.max_token + 1 - self.token.len().min(self.max_token + 1);
         if text.len() < room {
             self.token.extend_from_slice(text);
         } else {

@@ -244,10 +244,35 @@ pub fn parse_vsock_addr(s: &str) -> Option<(u32, u32)> {
     Some((number(cid)?, number(port)?))
 }
 
+/// The host's vsock CID (`VMADDR_CID_HOST`): the only peer `vsock-listen` accepts by default.
+pub const VSOCK_HOST_CID: u32 = 2;
+
+/// Parses `vsock-allow-cids`: `any`, or CIDs (decimal `u32`) separated by `,` or `;`.
+/// `None` for a malformed list; `Some(None)` for `any`.
+pub fn parse_cid_list(s: &str) -> Option<Option<Vec<u32>>> {
+    if s.trim() == "any" {
+        return Some(None);
+    }
+    let cids: Option<Vec<u32>> = s
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| p.parse().ok())
+                .flatten()
+        })
+        .collect();
+    cids.filter(|c| !c.is_empty()).map(Some)
+}
+
 /// A listening `AF_VSOCK` stream socket.
 #[derive(Debug)]
 pub struct VsockListener {
     fd: OwnedFd,
+    /// Peers accepted: `None` for any, else these CIDs (the host's alone by default).
+    allowed: Option<Vec<u32>>,
 }
 
 impl VsockListener {
@@ -264,20 +289,39 @@ impl VsockListener {
             .map_err(|e| SysError::errno("bind", e))?;
         let backlog = Backlog::new(1).map_err(|e| SysError::errno("listen", e))?;
         socket::listen(&fd, backlog).map_err(|e| SysError::errno("listen", e))?;
-        Ok(Self { fd })
+        Ok(Self {
+            fd,
+            allowed: Some(vec![VSOCK_HOST_CID]),
+        })
     }
 
     /// Wraps an already listening vsock socket (e.g. from socket activation).
     pub fn from_fd(fd: OwnedFd) -> Self {
-        Self { fd }
+        Self {
+            fd,
+            allowed: Some(vec![VSOCK_HOST_CID]),
+        }
     }
 
-    /// Waits for one client; fails with `EINTR` when a signal arrives.
+    /// Sets the peers [`VsockListener::accept`] lets in: `None` for any, else these CIDs.
+    pub fn allow_peers(&mut self, allowed: Option<Vec<u32>>) {
+        self.allowed = allowed;
+    }
+
+    /// Waits for one client; fails with `EINTR` when a signal arrives, and with
+    /// [`SysError::RefusedPeer`] (the connection closed at once) for a peer not allowed.
     pub fn accept(&self) -> Result<VsockStream, SysError> {
         let raw = socket::accept4(self.fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC)
             .map_err(|e| SysError::errno("accept", e))?;
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if let Some(allowed) = &self.allowed {
+            let peer: VsockAddr = socket::getpeername(fd.as_raw_fd())
+                .map_err(|e| SysError::errno("getpeername", e))?;
+            if !allowed.contains(&peer.cid()) {
+                return Err(SysError::RefusedPeer(peer.cid()));
+            }
+        }
         Ok(VsockStream { fd })
     }
 
@@ -393,6 +437,16 @@ mod tests {
             Some((u32::MAX, u32::MAX))
         );
         assert_eq!(parse_vsock_addr("007:08"), Some((7, 8)));
+    }
+
+    #[test]
+    fn test_parse_cid_list() {
+        assert_eq!(parse_cid_list("any"), Some(None));
+        assert_eq!(parse_cid_list("2"), Some(Some(vec![2])));
+        assert_eq!(parse_cid_list(" 2, 3;4 "), Some(Some(vec![2, 3, 4])));
+        for bad in ["", ",", "x", "-1", "2,x", "4294967296", "+2"] {
+            assert_eq!(parse_cid_list(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -519,6 +573,18 @@ mod tests {
             eprintln!("no vsock loopback, accept not tested");
             return;
         }
+        // By default only the host (CID 2) gets in; loopback is CID 1.
+        assert!(matches!(listener.accept(), Err(SysError::RefusedPeer(1))));
+        let mut listener = listener;
+        listener.allow_peers(Some(vec![1]));
+        let client = socket::socket(
+            AddressFamily::Vsock,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::connect(client.as_raw_fd(), &VsockAddr::new(1, port)).unwrap();
         let mut server = listener.accept().unwrap();
         let mut client = VsockStream::from(client);
         client.write_all(b"ping").unwrap();

@@ -61,6 +61,9 @@ pub enum SysError {
     /// systemd passed a socket that is neither `AF_UNIX` nor `AF_VSOCK`.
     #[error("socket activation passed an unsupported socket (address family {0})")]
     UnsupportedSocket(i32),
+    /// A vsock peer whose CID is not in `vsock-allow-cids` (by default only the host, 2).
+    #[error("refused a vsock client from CID {0} (vsock-allow-cids)")]
+    RefusedPeer(u32),
     /// The call is only sound in a single-threaded process and more threads are running.
     #[error("{0} needs a single-threaded process")]
     MultiThreaded(&'static str),

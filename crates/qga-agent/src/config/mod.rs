@@ -141,6 +141,18 @@ pub struct Config {
     /// Our extension, key `max-exec-output`: bytes of captured output held for all guest-exec
     /// processes together.
     pub max_exec_output: Option<u64>,
+    /// Our extension, key `max-reply-size`: bytes; a longer reply is replaced by an error
+    /// (`None` or 0: no cap, as qemu-ga; libvirt hosts want at most 10485760).
+    pub max_reply_size: Option<u64>,
+    /// Our extension, key `max-token-size`: bytes per token and per message (qemu-ga: 64 MiB).
+    pub max_token_size: Option<u64>,
+    /// Our extension, key `max-token-count`: tokens per message (qemu-ga: 2 Mi).
+    pub max_token_count: Option<u64>,
+    /// Our extension, key `max-nesting`: depth of arrays and objects (qemu-ga: 1024).
+    pub max_nesting: Option<u64>,
+    /// Our extension, key `vsock-allow-cids`: peers `vsock-listen` accepts, a list of CIDs or
+    /// `any` (`None`: only the host, CID 2).
+    pub vsock_allow_cids: Option<String>,
     /// Our extension, key `fsfreeze-watchdog`: seconds after which frozen filesystems are
     /// thawed if no guest-fsfreeze-thaw came (`None` or 0: never).
     pub fsfreeze_watchdog: Option<u64>,
@@ -171,6 +183,11 @@ impl Default for Config {
             max_file_handles: None,
             max_exec_records: None,
             max_exec_output: None,
+            max_reply_size: None,
+            max_token_size: None,
+            max_token_count: None,
+            max_nesting: None,
+            vsock_allow_cids: None,
             fsfreeze_watchdog: None,
             fsfreeze_hook_timeout: None,
             max_connections: None,
@@ -422,10 +439,20 @@ fn apply_keyfile(kf: &KeyFile, cfg: &mut Config, method: &mut String) -> Result<
     if let Some(v) = kf.string(g, "version-string")? {
         cfg.version_string = Some(v);
     }
+    if let Some(v) = kf.string(g, "vsock-allow-cids")? {
+        if qga_sys::chan::parse_cid_list(&v).is_none() {
+            return Err(KeyFileError::InvalidValue("vsock-allow-cids".to_owned()));
+        }
+        cfg.vsock_allow_cids = Some(v);
+    }
     for (key, slot) in [
         ("max-file-handles", &mut cfg.max_file_handles),
         ("max-exec-records", &mut cfg.max_exec_records),
         ("max-exec-output", &mut cfg.max_exec_output),
+        ("max-reply-size", &mut cfg.max_reply_size),
+        ("max-token-size", &mut cfg.max_token_size),
+        ("max-token-count", &mut cfg.max_token_count),
+        ("max-nesting", &mut cfg.max_nesting),
         ("fsfreeze-watchdog", &mut cfg.fsfreeze_watchdog),
         ("fsfreeze-hook-timeout", &mut cfg.fsfreeze_hook_timeout),
         ("max-connections", &mut cfg.max_connections),
@@ -490,10 +517,17 @@ pub fn dump(config: &Config) -> String {
     if let Some(version) = &config.version_string {
         line(&mut out, "version-string", version);
     }
+    if let Some(cids) = &config.vsock_allow_cids {
+        line(&mut out, "vsock-allow-cids", cids);
+    }
     for (key, value) in [
         ("max-file-handles", config.max_file_handles),
         ("max-exec-records", config.max_exec_records),
         ("max-exec-output", config.max_exec_output),
+        ("max-reply-size", config.max_reply_size),
+        ("max-token-size", config.max_token_size),
+        ("max-token-count", config.max_token_count),
+        ("max-nesting", config.max_nesting),
         ("fsfreeze-watchdog", config.fsfreeze_watchdog),
         ("fsfreeze-hook-timeout", config.fsfreeze_hook_timeout),
         ("max-connections", config.max_connections),
