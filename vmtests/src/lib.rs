@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod cpio;
+pub mod debian;
 pub mod env;
 pub mod ext_checks;
 pub mod image;

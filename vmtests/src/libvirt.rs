@@ -570,7 +570,8 @@ fn expect_guestinfo_all(out: &str) -> Result<String, String> {
     }
 }
 
-fn virsh_ok(args: &[&str]) -> Result<String, String> {
+/// Runs virsh (60 s bound); its standard output, or the error it printed.
+pub fn virsh_ok(args: &[&str]) -> Result<String, String> {
     let out = virsh(args, Duration::from_secs(60)).map_err(|e| e.0)?;
     if out.ok {
         Ok(out.stdout)
@@ -579,7 +580,8 @@ fn virsh_ok(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn agent_json(dom: &Domain, request: &Json) -> Result<Json, String> {
+/// Sends `request` through `virsh qemu-agent-command`; the `return` member of the reply.
+pub fn agent_json(dom: &Domain, request: &Json) -> Result<Json, String> {
     let out = virsh_ok(&["qemu-agent-command", &dom.name, &request.to_string()])?;
     let j = parse_json(&out)?;
     j.get("return").cloned().ok_or_else(|| j.to_string())
@@ -587,7 +589,7 @@ fn agent_json(dom: &Domain, request: &Json) -> Result<Json, String> {
 
 /// Runs a shell command in the guest through `virsh qemu-agent-command` guest-exec and
 /// guest-exec-status; returns the exit code and standard output.
-fn agent_sh(dom: &Domain, script: &str) -> Result<(i64, String), String> {
+pub fn agent_sh(dom: &Domain, script: &str) -> Result<(i64, String), String> {
     let r = agent_json(
         dom,
         &serde_json::json!({"execute": "guest-exec",
@@ -865,6 +867,71 @@ fn expect_anything(out: &str) -> Result<String, String> {
     Ok(out.trim().chars().take(80).collect())
 }
 
+/// The commands guest-info lists as supported, through libvirt (empty if it fails).
+pub fn listed_commands(dom: &Domain) -> Vec<String> {
+    let reply = agent_json(dom, &serde_json::json!({"execute": "guest-info"}));
+    reply
+        .ok()
+        .and_then(|r| r.get("supported_commands").and_then(Json::as_array).cloned())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs every row of [`VIRSH_CASES`] against `dom` in order: a row whose commands `listed`
+/// lacks is pending (skipped); `shutdown --mode agent` must also end the domain within 60 s.
+pub fn run_cases(dom: &Domain, listed: &[String]) -> Vec<CheckResult> {
+    let result = |name: &str, outcome, detail: String| CheckResult {
+        transport: "libvirt".into(),
+        name: name.into(),
+        outcome,
+        detail,
+    };
+    let mut results = Vec::new();
+    for case in VIRSH_CASES {
+        let missing: Vec<&str> = case
+            .needs
+            .iter()
+            .copied()
+            .filter(|n| !listed.iter().any(|l| l == n))
+            .collect();
+        if !missing.is_empty() {
+            results.push(result(
+                case.name,
+                Outcome::Skip,
+                format!("pending: waits for {}", missing.join(", ")),
+            ));
+            continue;
+        }
+        if !dom.running() {
+            results.push(result(
+                case.name,
+                Outcome::Fail,
+                "the domain is not running".into(),
+            ));
+            continue;
+        }
+        let mut r = dom.run_case(case);
+        if r.outcome == Outcome::Pass && case.args.first() == Some(&"shutdown") {
+            let t = Instant::now();
+            while dom.running() && t.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if dom.running() {
+                r.outcome = Outcome::Fail;
+                r.detail = "the domain still runs 60 s after shutdown --mode agent".into();
+            } else {
+                r.detail = format!("domain shut off {:.1?} after the request", t.elapsed());
+            }
+        }
+        results.push(r);
+    }
+    results
+}
+
 /// A transient domain; destroyed on drop (only this domain, by its name).
 #[derive(Debug)]
 pub struct Domain {
@@ -947,17 +1014,30 @@ impl Domain {
         accel: Accel,
         flavour: Flavour,
     ) -> Result<Domain, Error> {
-        let name = format!("qga-vmtest-{}-{}", std::process::id(), flavour.name());
+        Domain::create_with(env, flavour.name(), |name, dir, console_log| {
+            image::make_data_disk(&dir.join("data.img"))?;
+            Ok(domain_xml(name, accel, image, flavour, dir, console_log))
+        })
+    }
+
+    /// Creates and starts a transient domain named `qga-vmtest-<pid>-<label>` from the XML
+    /// `xml(name, dir, console_log)` returns; `dir` is the domain's fresh private directory
+    /// (disks, sockets), removed on drop, and the console log is `logs/libvirt-<label>-console.log`.
+    pub fn create_with(
+        env: &TestEnv,
+        label: &str,
+        xml: impl FnOnce(&str, &Path, &Path) -> Result<String, Error>,
+    ) -> Result<Domain, Error> {
+        let name = format!("qga-vmtest-{}-{label}", std::process::id());
         let dir = tempfile::Builder::new()
             .prefix("qga-virt-")
             .tempdir()
             .map_err(|e| Error::msg(format!("tempdir: {e}")))?;
-        image::make_data_disk(&dir.path().join("data.img"))?;
         let logs = env.work.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, &e))?;
-        let console_log = logs.join(format!("libvirt-{}-console.log", flavour.name()));
+        let console_log = logs.join(format!("libvirt-{label}-console.log"));
         let _ = std::fs::remove_file(&console_log);
-        let xml = domain_xml(&name, accel, image, flavour, dir.path(), &console_log);
+        let xml = xml(&name, dir.path(), &console_log)?;
         let xml_path = dir.path().join("domain.xml");
         std::fs::write(&xml_path, xml).map_err(|e| Error::io(&xml_path, &e))?;
         let started = Instant::now();

@@ -1,11 +1,11 @@
 //! The libvirt suite: virsh commands against a transient domain running our agent and, where
 //! Debian's qemu-ga is installed, the same domain running the reference.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qga_vmtests::env::TestEnv;
 use qga_vmtests::image::{self, Image};
-use qga_vmtests::libvirt::{self, Domain, VIRSH_CASES};
+use qga_vmtests::libvirt::{self, Domain};
 use qga_vmtests::report::{self, Run};
 use qga_vmtests::suite::{CheckResult, Outcome};
 use qga_vmtests::vm::{self, Accel, Flavour};
@@ -17,27 +17,6 @@ fn result(name: &str, outcome: Outcome, detail: String) -> CheckResult {
         outcome,
         detail,
     }
-}
-
-fn listed_commands(dom: &Domain) -> Vec<String> {
-    let out = libvirt::virsh(
-        &[
-            "qemu-agent-command",
-            &dom.name,
-            r#"{"execute":"guest-info"}"#,
-        ],
-        Duration::from_secs(30),
-    );
-    let Ok(out) = out else { return Vec::new() };
-    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_default();
-    j.pointer("/return/supported_commands")
-        .and_then(|a| a.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn run_flavour(env: &TestEnv, image: &Image, accel: Accel, flavour: Flavour) -> Run {
@@ -59,7 +38,7 @@ fn run_flavour(env: &TestEnv, image: &Image, accel: Accel, flavour: Flavour) -> 
             return run;
         }
     }
-    let listed = listed_commands(&dom);
+    let listed = libvirt::listed_commands(&dom);
     if flavour == Flavour::Reference {
         let out = libvirt::virsh(
             &[
@@ -77,44 +56,7 @@ fn run_flavour(env: &TestEnv, image: &Image, accel: Accel, flavour: Flavour) -> 
             run.label = format!("qemu-ga {ver}");
         }
     }
-    for case in VIRSH_CASES {
-        let missing: Vec<&str> = case
-            .needs
-            .iter()
-            .copied()
-            .filter(|n| !listed.iter().any(|l| l == n))
-            .collect();
-        if !missing.is_empty() {
-            run.results.push(result(
-                case.name,
-                Outcome::Skip,
-                format!("pending: waits for {}", missing.join(", ")),
-            ));
-            continue;
-        }
-        if !dom.running() {
-            run.results.push(result(
-                case.name,
-                Outcome::Fail,
-                "the domain is not running".into(),
-            ));
-            continue;
-        }
-        let mut r = dom.run_case(case);
-        if r.outcome == Outcome::Pass && case.args.first() == Some(&"shutdown") {
-            let t = Instant::now();
-            while dom.running() && t.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            if dom.running() {
-                r.outcome = Outcome::Fail;
-                r.detail = "the domain still runs 60 s after shutdown --mode agent".into();
-            } else {
-                r.detail = format!("domain shut off {:.1?} after the request", t.elapsed());
-            }
-        }
-        run.results.push(r);
-    }
+    run.results.extend(libvirt::run_cases(&dom, &listed));
     dom.destroy();
     run
 }
