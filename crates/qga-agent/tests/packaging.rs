@@ -93,12 +93,42 @@ fn man_page_lists_exactly_the_options_of_help() {
     assert_eq!(man, help, "qemu-ga.8 OPTIONS vs qemu-ga -h");
 }
 
+/// The keys the agent reads: the string literals `apply_keyfile` in config/mod.rs passes to
+/// the key file (`kf.string(g, "key")`, `kf.boolean(g, "key")`) or lists with their slot
+/// (`("key", &mut cfg.…)`). `-D` prints the numeric ones only when set, so it cannot tell.
+fn agent_keys() -> BTreeSet<String> {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/mod.rs"),
+    )
+    .unwrap();
+    let start = src.find("fn apply_keyfile(").unwrap();
+    let body = &src[start..];
+    let body = &body[..body.find("\n}\n").unwrap()];
+    let mut keys = BTreeSet::new();
+    for (i, _) in body.match_indices('"') {
+        let before = &body[..i];
+        let is_key = before.ends_with("(g, ") || before.ends_with("(");
+        let rest = &body[i + 1..];
+        let Some(end) = rest.find('"') else { continue };
+        let key = &rest[..end];
+        let after = &rest[end + 1..];
+        let used = after.starts_with(")?") || after.starts_with(", &mut cfg.");
+        if is_key && used && key.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            keys.insert(key.to_string());
+        }
+    }
+    keys
+}
+
 #[test]
 fn conf_file_and_man_page_list_every_key_the_agent_reads() {
     let conf = read("qemu-ga.conf");
     let examples = conf_examples(&conf);
     let conf_keys: BTreeSet<String> = examples.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(conf_keys.len(), examples.len(), "a key appears twice");
+    let agent = agent_keys();
+    assert!(agent.len() >= 17, "parsed only {agent:?} from config/mod.rs");
+    assert_eq!(conf_keys, agent, "qemu-ga.conf vs the keys apply_keyfile reads");
     // Uncommented, the examples are a valid configuration that sets every key: -D prints
     // all of them, and nothing else.
     let dir = tempfile::tempdir().unwrap();
