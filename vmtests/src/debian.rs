@@ -39,7 +39,13 @@ const LIFETIME: Duration = Duration::from_secs(900);
 
 /// The domain XML: the Debian root disk (a private copy), the data disk the checks expect
 /// (`LABEL=qgadata` on `/mnt/data`), the package disk, and the agent channel libvirt manages.
-pub fn domain_xml(name: &str, accel: Accel, img: &DebianImage, dir: &Path, console: &Path) -> String {
+pub fn domain_xml(
+    name: &str,
+    accel: Accel,
+    img: &DebianImage,
+    dir: &Path,
+    console: &Path,
+) -> String {
     let kind = match accel {
         Accel::Kvm => "kvm",
         Accel::Tcg => "qemu",
@@ -163,7 +169,11 @@ fn agent_version(dom: &Domain) -> Option<String> {
     j.pointer("/return/version")?.as_str().map(str::to_string)
 }
 
-fn wait_version(dom: &Domain, accept: impl Fn(&str) -> bool, timeout: Duration) -> Result<String, String> {
+fn wait_version(
+    dom: &Domain,
+    accept: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
     let mut last = None;
     while Instant::now() < deadline {
@@ -173,7 +183,9 @@ fn wait_version(dom: &Domain, accept: impl Fn(&str) -> bool, timeout: Duration) 
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    Err(format!("after {timeout:?} the agent reports version {last:?}"))
+    Err(format!(
+        "after {timeout:?} the agent reports version {last:?}"
+    ))
 }
 
 /// `agent_sh` that wants exit code 0; the trimmed output.
@@ -204,7 +216,10 @@ fn write_file(dom: &Domain, path: &str, bytes: &[u8]) -> Result<(), String> {
 
 /// The agent's main pid as systemd sees it.
 fn main_pid(dom: &Domain) -> Result<String, String> {
-    sh_ok(dom, "systemctl show -p MainPID --value qemu-guest-agent.service")
+    sh_ok(
+        dom,
+        "systemctl show -p MainPID --value qemu-guest-agent.service",
+    )
 }
 
 /// The whole test: the reference agent at boot, `dpkg -i`, what the package changed, the
@@ -227,9 +242,8 @@ pub fn run(dom: &Domain, reference_version: &str) -> Vec<CheckResult> {
              -p RemainAfterExit=yes -p StandardOutput=journal+console /usr/bin/dpkg -i /mnt/pkg/qga.deb"
         ),
     );
-    let swapped = started.and_then(|_| {
-        wait_version(dom, |v| v != reference_version, Duration::from_secs(180))
-    });
+    let swapped = started
+        .and_then(|_| wait_version(dom, |v| v != reference_version, Duration::from_secs(180)));
     let ours = swapped.clone().unwrap_or_default();
     let dpkg = swapped.and_then(|v| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -253,7 +267,11 @@ pub fn run(dom: &Domain, reference_version: &str) -> Vec<CheckResult> {
         }
     });
     let installed = dpkg.is_ok();
-    out.push(check("debian: dpkg -i qga.deb over qemu-guest-agent", dpkg, t));
+    out.push(check(
+        "debian: dpkg -i qga.deb over qemu-guest-agent",
+        dpkg,
+        t,
+    ));
     if !installed {
         return out;
     }
@@ -266,9 +284,17 @@ pub fn run(dom: &Domain, reference_version: &str) -> Vec<CheckResult> {
     .and_then(|s| {
         let ok = s.lines().any(|l| l.starts_with("qga ii"))
             && !s.lines().any(|l| l.starts_with("qemu-guest-agent ii"));
-        if ok { Ok(s.replace('\n', "; ")) } else { Err(s) }
+        if ok {
+            Ok(s.replace('\n', "; "))
+        } else {
+            Err(s)
+        }
     });
-    out.push(check("debian: qga installed, qemu-guest-agent removed", pkgs, t));
+    out.push(check(
+        "debian: qga installed, qemu-guest-agent removed",
+        pkgs,
+        t,
+    ));
 
     let t = Instant::now();
     let binary = sh_ok(
@@ -295,19 +321,38 @@ pub fn run(dom: &Domain, reference_version: &str) -> Vec<CheckResult> {
     let t = Instant::now();
     let wants = sh_ok(
         dom,
-        "systemctl show -p Wants --value 'dev-virtio\\x2dports-org.qemu.guest_agent.0.device'",
+        "for u in $(systemctl show -p WantedBy --value qemu-guest-agent.service); do \
+           case $u in *.device) echo \"$u $(systemctl show -p SysFSPath --value \"$u\")\";; esac; done; \
+         echo \"port $(systemctl show -p SysFSPath --value 'dev-virtio\\x2dports-org.qemu.guest_agent.0.device')\"",
     )
     .and_then(|s| {
-        if s.split_whitespace().any(|u| u == "qemu-guest-agent.service") {
-            Ok(format!("the port's device unit wants: {s}"))
-        } else {
-            Err(s)
+        // A device unit of the port itself wants the agent: udev's SYSTEMD_WANTS.
+        let port = s
+            .lines()
+            .find_map(|l| l.strip_prefix("port "))
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("no sysfs path for the port: {s:?}"))?;
+        match s
+            .lines()
+            .filter(|l| !l.starts_with("port "))
+            .find(|l| l.split_whitespace().nth(1) == Some(port))
+        {
+            Some(l) => Ok(format!("wanted by {l}")),
+            None => Err(format!("no device unit of {port} wants it: {s:?}")),
         }
     });
-    out.push(check("debian: udev rule: the port's device wants the unit", wants, t));
+    out.push(check(
+        "debian: udev rule: the port's device wants the unit",
+        wants,
+        t,
+    ));
 
     let t = Instant::now();
-    out.push(check("debian: port unplugged and plugged: udev starts the agent", hotplug(dom), t));
+    out.push(check(
+        "debian: port unplugged and plugged: udev starts the agent",
+        hotplug(dom),
+        t,
+    ));
 
     // The fixtures the table checks (vmtests/src/image.rs), as in the busybox guest.
     let t = Instant::now();
@@ -325,10 +370,20 @@ pub fn run(dom: &Domain, reference_version: &str) -> Vec<CheckResult> {
 /// agent again, a new process, not a restart by systemd's Restart=.
 fn hotplug(dom: &Domain) -> Result<String, String> {
     let before = main_pid(dom)?;
+    // libvirt finds a channel to unplug by its alias (the live XML has it).
+    let live = virsh_ok(&["dumpxml", &dom.name])?;
+    let alias = live
+        .split("<channel ")
+        .skip(1)
+        .find(|c| c.contains("org.qemu.guest_agent.0"))
+        .and_then(|c| c.split("<alias name='").nth(1))
+        .and_then(|a| a.split('\'').next())
+        .ok_or_else(|| "no agent channel with an alias in the live XML".to_string())?
+        .to_string();
     let xml = dom.dir().join("channel.xml");
     std::fs::write(&xml, CHANNEL_XML).map_err(|e| e.to_string())?;
     let xml = xml.to_string_lossy().into_owned();
-    virsh_ok(&["detach-device", &dom.name, &xml, "--live"])?;
+    virsh_ok(&["detach-device-alias", &dom.name, &alias, "--live"])?;
     let gone = Instant::now();
     while agent_version(dom).is_some() {
         if gone.elapsed() > Duration::from_secs(30) {
@@ -340,7 +395,10 @@ fn hotplug(dom: &Domain) -> Result<String, String> {
     let plugged = Instant::now();
     wait_version(dom, |_| true, Duration::from_secs(60))?;
     let after = main_pid(dom)?;
-    let restarts = sh_ok(dom, "systemctl show -p NRestarts --value qemu-guest-agent.service")?;
+    let restarts = sh_ok(
+        dom,
+        "systemctl show -p NRestarts --value qemu-guest-agent.service",
+    )?;
     if after == before || after == "0" || restarts != "0" {
         return Err(format!("pid {before} -> {after}, NRestarts {restarts}"));
     }

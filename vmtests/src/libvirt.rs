@@ -717,19 +717,41 @@ fn run_set_password(dom: &Domain) -> Result<String, String> {
     let pw = "s3cret-Pass";
     virsh_ok(&["set-user-password", &dom.name, "bob", pw])?;
     let hash = shadow_hash(dom, "bob")?;
-    let salt = hash.split('$').nth(2).unwrap_or("");
-    let (_, again) = agent_sh(dom, &format!("mkpasswd -m sha512 '{pw}' '{salt}'"))?;
-    if !hash.starts_with("$6$") || again.trim() != hash {
-        return Err(format!(
-            "shadow {hash:?}, mkpasswd with its salt {:?}",
-            again.trim()
-        ));
+    if let Some(rest) = hash.strip_prefix("$6$") {
+        // busybox (chpasswd's default there): recompute with its salt.
+        let salt = rest.split('$').next().unwrap_or("");
+        let (_, again) = agent_sh(dom, &mkpasswd_sha512(pw, salt))?;
+        if again.trim() != hash {
+            return Err(format!(
+                "shadow {hash:?}, mkpasswd with its salt {:?}",
+                again.trim()
+            ));
+        }
+        return Ok("bob: $6$ hash verified with mkpasswd".into());
     }
-    Ok("bob: $6$ hash verified with mkpasswd".into())
+    // Debian's chpasswd writes yescrypt ($y$): perl's crypt (libxcrypt) with the hash as
+    // setting recomputes it.
+    let (_, again) = agent_sh(
+        dom,
+        &format!("perl -e 'print crypt($ARGV[0], $ARGV[1])' '{pw}' '{hash}'"),
+    )?;
+    if hash.starts_with('$') && again.trim() == hash {
+        Ok(format!("bob: {} hash verified with crypt(3)", &hash[..3]))
+    } else {
+        Err(format!(
+            "shadow {hash:?}, crypt(3) with it as setting {again:?}"
+        ))
+    }
+}
+
+/// The shell command hashing `pw` with SHA-512 crypt and `salt`: busybox's mkpasswd calls the
+/// method `sha512`, Debian's (whois) `sha-512`.
+fn mkpasswd_sha512(pw: &str, salt: &str) -> String {
+    format!("mkpasswd -m sha512 '{pw}' '{salt}' 2>/dev/null || mkpasswd -m sha-512 '{pw}' '{salt}'")
 }
 
 fn run_set_password_encrypted(dom: &Domain) -> Result<String, String> {
-    let (_, hash) = agent_sh(dom, "mkpasswd -m sha512 libvirt-pw virtsalt")?;
+    let (_, hash) = agent_sh(dom, &mkpasswd_sha512("libvirt-pw", "virtsalt"))?;
     let hash = hash.trim().to_string();
     virsh_ok(&[
         "set-user-password",
@@ -872,7 +894,11 @@ pub fn listed_commands(dom: &Domain) -> Vec<String> {
     let reply = agent_json(dom, &serde_json::json!({"execute": "guest-info"}));
     reply
         .ok()
-        .and_then(|r| r.get("supported_commands").and_then(Json::as_array).cloned())
+        .and_then(|r| {
+            r.get("supported_commands")
+                .and_then(Json::as_array)
+                .cloned()
+        })
         .map(|a| {
             a.iter()
                 .filter_map(|c| c.get("name")?.as_str().map(str::to_string))

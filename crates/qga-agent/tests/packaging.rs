@@ -97,10 +97,9 @@ fn man_page_lists_exactly_the_options_of_help() {
 /// the key file (`kf.string(g, "key")`, `kf.boolean(g, "key")`) or lists with their slot
 /// (`("key", &mut cfg.…)`). `-D` prints the numeric ones only when set, so it cannot tell.
 fn agent_keys() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/mod.rs"),
-    )
-    .unwrap();
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/mod.rs"))
+            .unwrap();
     let start = src.find("fn apply_keyfile(").unwrap();
     let body = &src[start..];
     let body = &body[..body.find("\n}\n").unwrap()];
@@ -127,8 +126,14 @@ fn conf_file_and_man_page_list_every_key_the_agent_reads() {
     let conf_keys: BTreeSet<String> = examples.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(conf_keys.len(), examples.len(), "a key appears twice");
     let agent = agent_keys();
-    assert!(agent.len() >= 17, "parsed only {agent:?} from config/mod.rs");
-    assert_eq!(conf_keys, agent, "qemu-ga.conf vs the keys apply_keyfile reads");
+    assert!(
+        agent.len() >= 17,
+        "parsed only {agent:?} from config/mod.rs"
+    );
+    assert_eq!(
+        conf_keys, agent,
+        "qemu-ga.conf vs the keys apply_keyfile reads"
+    );
     // Uncommented, the examples are a valid configuration that sets every key: -D prints
     // all of them, and nothing else.
     let dir = tempfile::tempdir().unwrap();
@@ -155,11 +160,14 @@ fn conf_file_and_man_page_list_every_key_the_agent_reads() {
     let dump_keys: BTreeSet<String> = dumped.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(conf_keys, dump_keys, "qemu-ga.conf keys vs qemu-ga -D");
     for (key, value) in &examples {
-        let got = dumped.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap();
+        let got = dumped
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap();
         if key.ends_with("-rpcs") {
-            let set = |s: &str| -> BTreeSet<String> {
-                s.split([',', ';']).map(str::to_string).collect()
-            };
+            let set =
+                |s: &str| -> BTreeSet<String> { s.split([',', ';']).map(str::to_string).collect() };
             assert_eq!(set(got), set(value), "{key}");
         } else {
             assert_eq!(got, value, "{key}: -D printed another value");
@@ -200,7 +208,12 @@ fn fsfreeze_hook_runs_the_programs_of_its_directory() {
     let log = tmp.path().join("hook.log");
     let record = |name: &str| format!("echo \"{name} $1\" >>'{}'", ran.display());
     script(&dir, "20-db", &record("20-db"), 0o755);
-    script(&dir, "10-first", &(record("10-first") + "\necho said-$1"), 0o755);
+    script(
+        &dir,
+        "10-first",
+        &(record("10-first") + "\necho said-$1"),
+        0o755,
+    );
     script(&dir, "30-not-executable", &record("30"), 0o644);
     for skipped in [
         "20-db~",
@@ -237,7 +250,10 @@ fn fsfreeze_hook_runs_the_programs_of_its_directory() {
     );
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("  cannot-flush"), "{logged}");
-    assert!(logged.contains("15-fails freeze failed with status 3"), "{logged}");
+    assert!(
+        logged.contains("15-fails freeze failed with status 3"),
+        "{logged}"
+    );
 
     // A bad argument, and a missing directory (nothing to do).
     assert_eq!(run_hook(&dir, &log, "boil").0, 2);
