@@ -460,3 +460,62 @@ fn test_many_execs_without_status_leave_no_zombies() {
     exec(&mut c, "true", &[], None);
     let _ = Value::Null;
 }
+
+fn rss_kb(a: &Agent) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", a.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 48 MiB read and a 32 MiB write stream through the agent without holding several
+/// copies, and the memory goes back to the system once the client has left.
+#[test]
+fn test_large_transfers_bounded_memory_returned_after_client_leaves() {
+    let a = Agent::start(&[]);
+    let idle = rss_kb(&a);
+    let p = a.statedir().join("big.bin");
+    let path = p.to_str().unwrap();
+    let data: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&p, &data).unwrap();
+    {
+        let mut c = a.client();
+        let h = open(&mut c, path, "r+");
+        let r = c.file_read(h, 48 << 20).unwrap();
+        assert!(r.data == data, "read data differs");
+        c.execute::<GuestFileSeek>(&FileSeekArgs {
+            handle: h,
+            offset: 0,
+            whence: GuestFileWhence::Name(QgaSeek::Set),
+        })
+        .unwrap();
+        assert_eq!(c.file_write(h, &data[..32 << 20]).unwrap(), 32 << 20);
+        c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+            .unwrap();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", a.child.id())).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 48 MiB of data plus the agent itself and buffers of 64 KiB; not the base64 text too.
+    assert!(hwm < idle + (56 << 10), "peak {hwm} kB, idle {idle} kB");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rss_kb(&a) > idle + (4 << 10) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        rss_kb(&a) <= idle + (4 << 10),
+        "{} kB kept after the client left (idle {idle} kB)",
+        rss_kb(&a)
+    );
+}
