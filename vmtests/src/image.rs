@@ -28,6 +28,11 @@ pub const MODULE_ROOTS: &[&str] = &[
     "virtio_blk",
     "virtio_net",
     "vmw_vsock_virtio_transport",
+    // the storage boot's buses (storage_buses.rs); NVMe is built in, AHCI and USB absent
+    "virtio_scsi",
+    "sd_mod",
+    "ata_piix",
+    "dm_mod",
 ];
 /// Where the agent binaries live in the image; `/usr/bin/qemu-ga` links to one of them.
 pub const AGENT_DIR: &str = "/usr/libexec/qga";
@@ -263,8 +268,10 @@ done
 "#;
 
 /// The fsfreeze hook: logs each call so a test can read the log in the guest.
+/// While `/run/fsfreeze-hook.fail` exists it prints a line and fails.
 const FSFREEZE_HOOK: &str = "#!/bin/sh
 echo \"$(date +%s) $1\" >>/run/fsfreeze-hook.log
+if [ -e /run/fsfreeze-hook.fail ]; then echo \"hook refuses $1\"; exit 3; fi
 exit 0
 ";
 
@@ -318,6 +325,10 @@ case "$cmdline" in
 esac
 ln -sf /usr/libexec/qga/qemu-ga.$agent /usr/bin/qemu-ga
 mkdir -p /run/qga-isa
+# The storage boot (vmtests/src/storage_buses.rs): both agents run the fsfreeze hook.
+case "$cmdline" in
+  *" qga.storage=1 "*) printf '[general]\nfsfreeze-hook=/etc/qemu/fsfreeze-hook\n' >/etc/qemu/qemu-ga.conf ;;
+esac
 echo "qga-vm: sysinit done (agent $agent)" >/dev/console
 "#;
 
@@ -362,6 +373,19 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, Error> {
         }
     }
     Ok(libs)
+}
+
+/// Adds a dynamic executable at `at` with the shared libraries and loader it needs.
+fn add_dynamic(a: &mut Archive, at: &str, binary: &Path) -> Result<(), Error> {
+    a.file(at, 0o755, read(binary)?);
+    for lib in shared_libraries(binary)? {
+        let real = std::fs::canonicalize(&lib).map_err(|e| Error::io(&lib, &e))?;
+        let path = lib.to_string_lossy().into_owned();
+        if !a.contains(&path) {
+            a.file(&path, 0o755, read(&real)?);
+        }
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
@@ -462,18 +486,17 @@ pub fn build(env: &TestEnv) -> Result<Image, Error> {
     a.file("usr/libexec/qga/qemu-ga.ours", 0o755, read(&env.agent)?);
     let has_reference = match &env.ref_agent {
         Some(reference) => {
-            a.file("usr/libexec/qga/qemu-ga.reference", 0o755, read(reference)?);
-            for lib in shared_libraries(reference)? {
-                let real = std::fs::canonicalize(&lib).map_err(|e| Error::io(&lib, &e))?;
-                let path = lib.to_string_lossy().into_owned();
-                if !a.contains(&path) {
-                    a.file(&path, 0o755, read(&real)?);
-                }
-            }
+            add_dynamic(&mut a, "usr/libexec/qga/qemu-ga.reference", reference)?;
             true
         }
         None => false,
     };
+
+    // dmsetup for the storage boot's device-mapper disk, when the host has it.
+    let dmsetup = Path::new("/usr/sbin/dmsetup");
+    if dmsetup.exists() {
+        add_dynamic(&mut a, "usr/sbin/dmsetup", dmsetup)?;
+    }
 
     let cpio = a.to_bytes();
     std::fs::create_dir_all(&env.work).map_err(|e| Error::io(&env.work, &e))?;

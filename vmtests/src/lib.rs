@@ -14,6 +14,7 @@ pub mod image;
 pub mod kmod;
 pub mod libvirt;
 pub mod report;
+pub mod storage_buses;
 pub mod storage_checks;
 pub mod suite;
 pub mod vm;

@@ -50,6 +50,10 @@ pub const EXPECTED_DIFFERENCES: &[KnownDifference] = &[
         check: "guest-get-disks.serial",
         compat: "qemu-ga without udev data reports none",
     },
+    KnownDifference {
+        check: "fsfreeze.watchdog",
+        compat: "**Optional freeze watchdog**: `fsfreeze-watchdog` in `[general]`",
+    },
 ];
 
 /// A check the reference (Debian's qemu-ga 7.2) fails because it predates what the check
@@ -92,6 +96,11 @@ pub const OLDER_REFERENCE: &[OlderReference] = &[
         check: "guest-fsfreeze-freeze.disabled-text",
         ref_says: "has been disabled: the agent is in frozen state",
         why: "qemu-ga 7.2 says \"the agent is in frozen state\" (later versions: \"the command is not allowed\")",
+    },
+    OlderReference {
+        check: "fsfreeze-hook.failure",
+        ref_says: "fsfreeze hook has failed with status 3",
+        why: "qemu-ga 7.2 reports only the hook's exit status (10.x: \"child process has failed to execute fsfreeze hook: <output>\")",
     },
 ];
 

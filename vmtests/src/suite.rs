@@ -631,7 +631,7 @@ impl Ctx<'_> {
     }
 
     /// Forgets the connection (the next use reconnects and resynchronises).
-    pub(crate) fn drop_client(&mut self) {
+    pub fn drop_client(&mut self) {
         self.client = None;
     }
 

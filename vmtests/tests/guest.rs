@@ -31,6 +31,7 @@ fn run_flavour(env: &TestEnv, image: &Image, accel: Accel, flavour: Flavour) -> 
         lifetime: Duration::from_secs(300),
         // The guest-shutdown reboot check needs the guest to come back.
         no_reboot: false,
+        storage: false,
     };
     let mut vm = match Vm::boot(env, image, options) {
         Ok(vm) => vm,

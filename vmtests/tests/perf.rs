@@ -120,6 +120,7 @@ fn run(env: &TestEnv, image: &image::Image, accel: vm::Accel, flavour: Flavour) 
         accel,
         lifetime: Duration::from_secs(400),
         no_reboot: true,
+        storage: false,
     };
     let mut vm = Vm::boot(env, image, options).expect("boot");
     let figures = measure(&mut vm);
