@@ -64,17 +64,56 @@ impl CommandSpec {
 }
 
 fn decode<C: Handle>(args: Dict) -> Result<(), CommandError> {
-    from_value_dict::<C::Args>(args)?;
+    C::decode_args(args)?;
     Ok(())
 }
 
+/// Members whose values are secret or bulk data: only their size is logged.
+const REDACTED: &[&str] = &["password", "buf-b64", "input-data"];
+
+/// The audit line for a command without a qemu-ga audit text: its name and each argument
+/// summarised (short scalars as they are, strings cut at 64 characters, lists and objects
+/// by size; passwords and file or input data only by size).
+pub fn audit_summary(name: &str, args: &Dict) -> String {
+    let mut line = format!("{name} called");
+    for (i, (key, value)) in args.entries.iter().enumerate() {
+        line.push_str(if i == 0 { ", " } else { " " });
+        let shown = match value {
+            Value::Str(t) if REDACTED.contains(&key.as_str()) => format!("<{} bytes>", t.len()),
+            Value::Bytes(b) => format!("<{} bytes>", b.len()),
+            Value::Str(t) if t.chars().count() > 64 => {
+                format!("{:?}...", t.chars().take(64).collect::<String>())
+            }
+            Value::Str(t) => format!("{t:?}"),
+            Value::List(l) => format!("<list of {}>", l.len()),
+            Value::Dict(d) => format!("<object of {}>", d.len()),
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(n) => n.to_string(),
+            Value::UInt(n) => n.to_string(),
+            Value::Double(d) => d.to_string(),
+        };
+        line.push_str(&format!("{key}={shown}"));
+    }
+    line
+}
+
 fn run<C: Handle>(agent: &mut Agent, args: Dict) -> Result<Option<Value>, CommandError> {
+    // Every command gets an audit line: the protocol commands (@core: libvirt syncs before
+    // each command) only in the verbose log, the others also in syslog, with qemu-ga's text
+    // where it has one.
+    let core = C::GROUP.name() == "core";
+    let log_on = crate::logging::enabled();
+    let to_syslog = log_on && !core && qga_sys::process::syslog_listening();
+    let summary = (to_syslog || (log_on && log::log_enabled!(log::Level::Debug)))
+        .then(|| audit_summary(C::NAME, &args));
     let args = C::decode_args(args)?;
-    if crate::logging::enabled()
-        && qga_sys::process::syslog_listening()
-        && let Some(line) = C::audit(&args)
-    {
-        qga_sys::process::syslog_info(&line);
+    if let Some(summary) = summary {
+        let line = C::audit(&args).unwrap_or(summary);
+        if to_syslog {
+            qga_sys::process::syslog_info(&line);
+        }
+        log::debug!("audit: {line}");
     }
     if !C::SUCCESS_RESPONSE {
         C::handle(agent, args)?;
@@ -157,6 +196,31 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_audit_summary_hides_secrets_and_data() {
+        let mut args = Dict::new();
+        args.insert("username", Value::Str("root".into()));
+        args.insert("password", Value::Str("c2VjcmV0".into()));
+        args.insert("crypted", Value::Bool(false));
+        assert_eq!(
+            audit_summary("guest-set-user-password", &args),
+            "guest-set-user-password called, username=\"root\" password=<8 bytes> crypted=false"
+        );
+        let mut args = Dict::new();
+        args.insert("handle", Value::Int(1000));
+        args.insert("buf-b64", Value::Str("QUFB".repeat(100)));
+        args.insert("arg", Value::List(vec![Value::Null; 3]));
+        args.insert("path", Value::Str("x".repeat(100)));
+        let line = audit_summary("guest-file-write", &args);
+        assert_eq!(
+            line,
+            format!(
+                "guest-file-write called, handle=1000 buf-b64=<400 bytes> arg=<list of 3> path=\"{}\"...",
+                "x".repeat(64)
+            )
+        );
+    }
 
     #[test]
     fn test_every_schema_command_is_registered_once() {

@@ -127,6 +127,14 @@ fn run(config: &Config) -> ExitCode {
             log::warn!("no such command in the command table: {name}");
         }
     }
+    for dir in [Some(config.statedir.as_path()), config.pidfile.parent()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(why) = qga_sys::process::unsafe_dir(dir) {
+            log::warn!("{why}: other users could tamper with the agent's files there");
+        }
+    }
     // From here on failures are logged in the agent's own format, as qemu-ga does.
     let state = match StateFile::open(&config.statedir) {
         Ok(s) => s,

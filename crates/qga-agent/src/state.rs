@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -105,7 +106,18 @@ impl StateFile {
     fn save(&self, fd_counter: i64) -> Result<(), StateError> {
         let err = |e| StateError::Io(self.path.clone(), e);
         let tmp = self.path.with_extension("state.tmp");
-        let mut f = fs::File::create(&tmp).map_err(err)?;
+        // A leftover from a crash goes first; then O_EXCL, so nothing planted at the
+        // temporary name (a symlink) is followed. Owner-only, whatever the umask.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
         f.write_all(format!("[global]\nfd_counter={fd_counter}\n").as_bytes())
             .map_err(err)?;
         f.sync_all().map_err(err)?;

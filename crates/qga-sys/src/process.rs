@@ -72,7 +72,7 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Creates (mode 0644) or reuses `path`, locks it, truncates it and writes our pid.
+    /// Creates (mode 0644, never through a symlink) or reuses `path`, locks it, truncates it and writes our pid.
     ///
     /// Fails with [`SysError::PidFileLocked`] while another holder keeps it locked.
     pub fn create(path: &Path) -> Result<Self, SysError> {
@@ -83,6 +83,8 @@ impl PidFile {
                 .create(true)
                 .truncate(false)
                 .mode(0o644)
+                // A symlink planted at the pid file's path is refused (ELOOP), not followed.
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|e| SysError::file("open", path, e))?;
             lock_exclusive(&file).map_err(|source| {
@@ -253,9 +255,42 @@ pub fn syslog_info(msg: &str) {
     unsafe { libc::syslog(libc::LOG_INFO, c"%s".as_ptr(), line.as_ptr()) };
 }
 
+/// Why a directory the agent keeps state in is unsafe: writable by other users without the
+/// sticky bit, so they could plant or replace files there. `None` when it is fine or
+/// does not exist.
+pub fn unsafe_dir(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode();
+    (mode & 0o022 != 0 && mode & 0o1000 == 0).then(|| {
+        format!(
+            "{} is writable by other users (mode {:04o}) without the sticky bit",
+            dir.display(),
+            mode & 0o7777
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_unsafe_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let set = |m| std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(m));
+        set(0o700).unwrap();
+        assert_eq!(unsafe_dir(d.path()), None);
+        set(0o1777).unwrap();
+        assert_eq!(unsafe_dir(d.path()), None);
+        set(0o777).unwrap();
+        assert!(
+            unsafe_dir(d.path())
+                .unwrap()
+                .ends_with("is writable by other users (mode 0777) without the sticky bit")
+        );
+        assert_eq!(unsafe_dir(&d.path().join("missing")), None);
+    }
 
     #[test]
     fn test_pid_file_lock_conflict() {
