@@ -107,6 +107,24 @@ mod tests {
     }
 
     #[test]
+    fn test_security_doc_lists_every_command_in_its_group() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/security.md"
+        ))
+        .unwrap();
+        for c in crate::registry::COMMANDS {
+            let row = format!("| `@{}` |", c.group.name());
+            let line = doc.lines().find(|l| l.starts_with(&row)).unwrap();
+            assert!(
+                line.contains(&format!("`{}`", c.name)),
+                "docs/security.md: {} is not in the {row} row",
+                c.name
+            );
+        }
+    }
+
+    #[test]
     fn test_every_group_has_a_command() {
         for g in qga_schema::Group::ALL {
             assert!(

@@ -31,7 +31,8 @@ pub fn open(path: &Path, access: Access) -> io::Result<File> {
         .append(access.append)
         .create(access.create)
         .truncate(access.truncate)
-        .mode(0o666)
+        // Never writable by others, whatever the umask (qemu-ga: 0666).
+        .mode(0o644)
         .custom_flags(
             libc::O_NOCTTY | libc::O_NONBLOCK | if access.nofollow { libc::O_NOFOLLOW } else { 0 },
         )
