@@ -491,34 +491,47 @@ fn expect_if_count(out: &str) -> Result<String, String> {
     }
 }
 
+/// `guestinfo --filesystem`: /mnt/data, whose disk libvirt matched (by the agent's PCI
+/// address) to the domain's `vda`.
 fn expect_fs_count(out: &str) -> Result<String, String> {
     let f = fields(out);
-    let data = f
+    let prefix = f
         .iter()
-        .any(|(k, v)| k.ends_with(".mountpoint") && v == "/mnt/data");
-    if data {
-        Ok("/mnt/data listed".into())
-    } else {
-        Err(out.trim().to_string())
+        .find(|(k, v)| k.ends_with(".mountpoint") && v == "/mnt/data")
+        .and_then(|(k, _)| k.strip_suffix(".mountpoint"));
+    match prefix {
+        Some(p) if field(&f, &format!("{p}.disk.0.alias")) == Some("vda") => {
+            Ok(format!("/mnt/data listed, {p}.disk.0.alias vda"))
+        }
+        _ => Err(out.trim().to_string()),
     }
 }
 
+/// `domfsinfo`: the /mnt/data row is `vda ext4 vda` (the Target column is libvirt's match
+/// of the agent's disk address to the domain's `<target dev='vda'>`).
 fn expect_domfsinfo(out: &str) -> Result<String, String> {
-    if out.contains("/mnt/data") && out.contains("ext4") {
-        Ok("/mnt/data ext4 listed".into())
-    } else {
-        Err(out.trim().to_string())
+    let row: Option<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"/mnt/data"));
+    match row.as_deref() {
+        Some(["/mnt/data", "vda", "ext4", "vda"]) => Ok("/mnt/data vda ext4, target vda".into()),
+        _ => Err(out.trim().to_string()),
     }
 }
 
+/// `guestinfo --disk`: /dev/vda, matched by libvirt to the domain's `vda`.
 fn expect_disk_count(out: &str) -> Result<String, String> {
     let f = fields(out);
-    if f.iter()
-        .any(|(k, v)| k.starts_with("disk.") && k.ends_with(".name") && v == "/dev/vda")
-    {
-        Ok("/dev/vda listed".into())
-    } else {
-        Err(out.trim().to_string())
+    let prefix = f
+        .iter()
+        .find(|(k, v)| k.starts_with("disk.") && k.ends_with(".name") && v == "/dev/vda")
+        .and_then(|(k, _)| k.strip_suffix(".name"));
+    match prefix {
+        Some(p) if field(&f, &format!("{p}.alias")) == Some("vda") => {
+            Ok(format!("/dev/vda listed, {p}.alias vda"))
+        }
+        _ => Err(out.trim().to_string()),
     }
 }
 
