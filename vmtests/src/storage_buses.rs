@@ -1125,6 +1125,58 @@ fn watchdog(ctx: &mut Ctx<'_>) -> Result<String, String> {
     ))
 }
 
+/// What the udev database holds for the IDE disk in [`check_udev_serial`].
+const UDEV_SERIAL: &str = "QEMU_HARDDISK_QGA-IDE-1-1";
+
+/// With a udev database entry for the IDE disk (as udevd writes it: `E:ID_SERIAL=…`), both
+/// guest-get-disks and guest-get-fsinfo report that serial (qemu-ga through libudev, ours by
+/// reading `/run/udev/data/b<major>:<minor>`); without it, none.
+pub fn check_udev_serial(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let ide = BUSES
+        .iter()
+        .find(|b| b.bus_type == "ide")
+        .ok_or("no IDE bus")?;
+    let dev = sh(
+        ctx,
+        &format!(
+            "for b in /sys/block/*; do case $(readlink -f $b) in */{}/*) echo ${{b##*/}};; esac; done",
+            pci_name(ide.pci)
+        ),
+    )?;
+    let dev = dev.trim().to_string();
+    if dev.is_empty() {
+        return Err("no IDE disk in the guest".into());
+    }
+    let db = format!("/run/udev/data/b$(cat /sys/block/{dev}/dev)");
+    sh(
+        ctx,
+        &format!(
+            "mkdir -p /run/udev/data && printf 'S:disk/by-id/ata-{UDEV_SERIAL}\nI:1000000\nE:ID_BUS=ata\nE:ID_SERIAL={UDEV_SERIAL}\nE:ID_SERIAL_SHORT={}\nG:systemd\n' >{db}",
+            ide.serial
+        ),
+    )?;
+    let node = format!("/dev/{dev}");
+    let fsinfo = ok(ctx, &json!({"execute": "guest-get-fsinfo"}));
+    let disks = ok(ctx, &json!({"execute": "guest-get-disks"}));
+    sh(ctx, &format!("rm -f {db}"))?;
+    let (fsinfo, disks) = (fsinfo?, disks?);
+    let from_disks = disks_entry(&disks, &node)
+        .and_then(|e| e.pointer("/address/serial"))
+        .cloned();
+    let from_fs = fsinfo_entry(&fsinfo, ide.mount)
+        .and_then(|e| e.pointer("/disk/0/serial"))
+        .cloned();
+    let want = Some(json!(UDEV_SERIAL));
+    if from_disks != want || from_fs != want {
+        return Err(format!(
+            "{node} with ID_SERIAL={UDEV_SERIAL} in the udev database: guest-get-disks serial {from_disks:?}, guest-get-fsinfo serial {from_fs:?}"
+        ));
+    }
+    Ok(format!(
+        "{node}: ID_SERIAL from the udev database in guest-get-disks and guest-get-fsinfo"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

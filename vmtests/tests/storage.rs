@@ -12,9 +12,11 @@ use qga_vmtests::storage_buses::{self as sb, Replies};
 use qga_vmtests::suite::{CheckFn, CheckResult, Ctx, Outcome};
 use qga_vmtests::vm::{self, Accel, Flavour, Transport, Vm, VmOptions};
 
-/// The freeze checks that need the configured agent, in order (the watchdog last: it leaves
-/// the watchdog configured).
+/// The checks after the per-bus ones, in order: the serial from a udev database entry, then
+/// the freeze checks that need the configured agent (the watchdog last: it leaves the
+/// watchdog configured).
 const FREEZE_CHECKS: &[(&str, CheckFn)] = &[
+    ("udev-db.serial", sb::check_udev_serial),
     ("fsfreeze-hook", sb::check_hook_calls),
     ("fsfreeze-hook.failure", sb::check_hook_failure),
     ("fsfreeze.kill-while-frozen", sb::check_kill_while_frozen),
