@@ -324,6 +324,11 @@ case "$cmdline" in
   *) agent=ours ;;
 esac
 ln -sf /usr/libexec/qga/qemu-ga.$agent /usr/bin/qemu-ga
+# Our agent's opt-in modes under test (docs/extensions.md); the reference has none.
+if [ $agent = ours ]; then
+  mkdir -p /etc/qemu
+  printf '[general]\nhotplug-online=true\n' >/etc/qemu/qemu-ga.conf
+fi
 mkdir -p /run/qga-isa
 # The storage boot (vmtests/src/storage_buses.rs): both agents run the fsfreeze hook.
 case "$cmdline" in

@@ -47,6 +47,10 @@ pub const EXPECTED_DIFFERENCES: &[KnownDifference] = &[
         compat: "qemu-ga without udev data reports none",
     },
     KnownDifference {
+        check: "hotplug-online.cpu-and-dimm",
+        compat: "hot-added vCPUs and memory blocks online",
+    },
+    KnownDifference {
         check: "guest-get-disks.serial",
         compat: "qemu-ga without udev data reports none",
     },

@@ -525,6 +525,10 @@ fn check_exec(ctx: &mut Ctx<'_>) -> Result<String, String> {
 
 /// Protocol behaviour: ids, error texts, framing, resynchronisation, reconnects, restarts.
 pub const PROTOCOL_CHECKS: &[Check] = &[
+    proto(
+        "hotplug-online.cpu-and-dimm",
+        crate::ext_checks::check_hotplug_online,
+    ),
     proto("id-echo", check_id_echo),
     proto("id-echo.error", check_id_echo_error),
     error(

@@ -164,7 +164,7 @@ impl Vm {
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi"]),
         };
-        cmd.args(["-smp", "2,maxcpus=4", "-m", "512M,slots=2,maxmem=1G"]);
+        cmd.args(["-smp", "2,maxcpus=4", "-m", "512M,slots=4,maxmem=1G"]);
         if options.no_reboot {
             cmd.arg("-no-reboot");
         }

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod error;
 pub mod exec_table;
 pub mod handles;
+mod hotplug;
 pub mod logging;
 pub mod policy;
 pub mod registry;

@@ -233,6 +233,9 @@ fn run(config: &Config) -> ExitCode {
                     }
                 }
             }
+            if config.hotplug_online == Some(true) {
+                crate::hotplug::start();
+            }
         }
         let max_connections = limit(config.max_connections, transport::DEFAULT_MAX_CONNECTIONS);
         match transport::serve(&mut agent, &channel, &QUIT, max_connections) {

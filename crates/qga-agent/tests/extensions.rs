@@ -539,3 +539,34 @@ fn test_qemu_ga_client_sees_no_difference_while_extensions_are_used() {
     assert!(polls > 0);
     println!("{compared} golden cases identical while the other client polled {polls} times");
 }
+
+#[test]
+fn test_max_connections_and_hotplug_keys_dumped_and_accepted() {
+    let conf = "[general]\nmax-connections=2\nhotplug-online=true\n";
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), conf).unwrap();
+    let out = std::process::Command::new(common::AGENT)
+        .arg("-D")
+        .env("QGA_CONF", f.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.ends_with("\nmax-connections=2\nhotplug-online=true\n"),
+        "{text}"
+    );
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "[general]\nhotplug-online=maybe\n").unwrap();
+    let out = std::process::Command::new(common::AGENT)
+        .arg("-D")
+        .env("QGA_CONF", bad.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // The agent runs with the watcher started (it onlines nothing on this machine: only
+    // what is hot-added later) and answers as usual.
+    let mut agent = Agent::start_with(&[], &[], conf);
+    let mut c = agent.client();
+    assert_eq!(ret(&mut c, &json!({"execute": "guest-ping"})), json!({}));
+    assert!(agent.alive());
+}

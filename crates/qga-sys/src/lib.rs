@@ -24,6 +24,7 @@ pub mod fileinfo;
 pub mod freeze;
 pub mod helper;
 pub mod host;
+pub mod hotplug;
 pub mod keyfile;
 pub mod memory;
 pub mod memory_tuning;

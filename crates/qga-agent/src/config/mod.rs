@@ -162,6 +162,8 @@ pub struct Config {
     /// Our extension, key `max-connections`: clients of a listening socket served at once
     /// (`None`: the built-in default; 1: one at a time, as qemu-ga).
     pub max_connections: Option<u64>,
+    /// Our extension, key `hotplug-online`: bring hot-added vCPUs and memory blocks online.
+    pub hotplug_online: Option<bool>,
 }
 
 impl Default for Config {
@@ -191,6 +193,7 @@ impl Default for Config {
             fsfreeze_watchdog: None,
             fsfreeze_hook_timeout: None,
             max_connections: None,
+            hotplug_online: None,
         }
     }
 }
@@ -430,6 +433,9 @@ fn apply_keyfile(kf: &KeyFile, cfg: &mut Config, method: &mut String) -> Result<
     if let Some(v) = kf.boolean(g, "retry-path")? {
         cfg.retry_path = v;
     }
+    if let Some(v) = kf.boolean(g, "hotplug-online")? {
+        cfg.hotplug_online = Some(v);
+    }
     if let Some(v) = kf.string(g, "block-rpcs")? {
         append_list(&mut cfg.block_rpcs, &v);
     }
@@ -535,6 +541,9 @@ pub fn dump(config: &Config) -> String {
         if let Some(v) = value {
             line(&mut out, key, &v.to_string());
         }
+    }
+    if let Some(v) = config.hotplug_online {
+        line(&mut out, "hotplug-online", bool_str(v));
     }
     out
 }
