@@ -129,12 +129,12 @@ pub fn check_exec_exit_on_main(ctx: &mut Ctx<'_>) -> Result<String, String> {
     let t = Instant::now();
     let pid = start(
         ctx,
-        &json!({"path": "/bin/sh", "arg": ["-c", "sleep 6 & echo started"],
+        &json!({"path": "/bin/sh", "arg": ["-c", "sleep 15 & echo started"],
                 "capture-output": true, "exit-on-main": true}),
     )?;
     let st = collect(ctx, pid, 20)?;
     let took = t.elapsed();
-    if took > Duration::from_secs(5) || text(&st["out-data"])? != "started\n" {
+    if took > Duration::from_secs(10) || text(&st["out-data"])? != "started\n" {
         return Err(format!("after {took:.1?}: {st}"));
     }
     Ok(format!(

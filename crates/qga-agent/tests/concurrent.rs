@@ -61,7 +61,7 @@ fn test_ping_is_not_held_up_by_a_slow_freeze_hook_on_another_connection() {
         started.elapsed() < Duration::from_secs(3),
         "pings took too long"
     );
-    assert!(worst < Duration::from_millis(500), "worst ping {worst:?}");
+    assert!(worst < Duration::from_secs(1), "worst ping {worst:?}");
     let r = slow.read_reply().unwrap();
     assert_eq!(String::from_utf8(r.line).unwrap(), "{\"return\": 0}");
     assert!(started.elapsed() >= Duration::from_secs(3));

@@ -255,20 +255,21 @@ fn test_exec_timeout_signal_cwd_and_user() {
 fn test_exit_on_main_reports_exit_while_a_grandchild_holds_the_pipes() {
     let agent = Agent::start(&[]);
     let mut c = agent.client();
-    let script = "sleep 3 & echo started";
+    // The background child holds the pipe for 10 s; the exit must be reported long before.
     let pid = exec(
         &mut c,
-        &json!({"path": "/bin/sh", "arg": ["-c", script], "capture-output": true,
-               "exit-on-main": true}),
+        &json!({"path": "/bin/sh", "arg": ["-c", "sleep 10 & echo started"],
+               "capture-output": true, "exit-on-main": true}),
     );
     let t = Instant::now();
     let st = wait_status(&mut c, pid, 10);
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     assert_eq!(
         (&st["exitcode"], b64(&st["out-data"])),
         (&json!(0), "started\n".into())
     );
     // The standard command keeps qemu-ga's rule: not exited while the pipe is held.
+    let script = "sleep 3 & echo started";
     let std_pid = ret(
         &mut c,
         &json!({"execute": "guest-exec", "arguments": {"path": "/bin/sh", "arg": ["-c", script],
