@@ -722,3 +722,41 @@ fn million_pipelined_requests() {
     );
     assert!(peak < MEMORY_BOUND_MIB);
 }
+
+/// A configuration the agent cannot use stops it (exit 1, a message naming the problem)
+/// before it listens: it never runs with a policy or limits wider than written.
+#[test]
+fn test_config_errors_fail_closed() {
+    for (args, conf, expect) in [
+        (
+            &["-a", "@core,@invnetory"][..],
+            "",
+            "unknown command group '@invnetory'",
+        ),
+        (&[][..], "[general]\nblock-rpcs=@exec;@files\n", "'@files'"),
+        (
+            &[][..],
+            "[general]\nvsock-allow-cids=2,host\n",
+            "vsock-allow-cids",
+        ),
+        (&[][..], "[general]\nmax-reply-size=10M\n", "max-reply-size"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_path = dir.path().join("qemu-ga.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let sock = dir.path().join("sock");
+        let out = std::process::Command::new(common::AGENT)
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(dir.path())
+            .args(args)
+            .env("QGA_CONF", &conf_path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {conf:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?} {conf:?}: {stderr}");
+        assert!(!sock.exists(), "listened despite the error");
+    }
+}
