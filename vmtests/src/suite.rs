@@ -525,10 +525,6 @@ fn check_exec(ctx: &mut Ctx<'_>) -> Result<String, String> {
 
 /// Protocol behaviour: ids, error texts, framing, resynchronisation, reconnects, restarts.
 pub const PROTOCOL_CHECKS: &[Check] = &[
-    proto(
-        "hotplug-online.cpu-and-dimm",
-        crate::ext_checks::check_hotplug_online,
-    ),
     proto("id-echo", check_id_echo),
     proto("id-echo.error", check_id_echo_error),
     error(
@@ -593,6 +589,10 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
     proto("reconnect.host", check_host_reconnect),
     proto("reconnect.queued-replies", check_queued_replies),
     proto("restart.agent", check_agent_restart),
+    proto(
+        "hotplug-online.cpu-and-dimm",
+        crate::ext_checks::check_hotplug_online,
+    ),
 ];
 
 fn now_ns() -> i64 {
