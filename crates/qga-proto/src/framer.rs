@@ -110,7 +110,7 @@ impl Streamer {
             }
             return;
         }
-        if self.tokens.text_len() + text.len() + 1 > self.limits.token_size {
+        if self.tokens.text_len() + parser::token_len(kind, text) + 1 > self.limits.token_size {
             return self.limit_error("JSON token size limit exceeded", out);
         }
         if self.tokens.len() + 1 > self.limits.token_count {
@@ -191,6 +191,36 @@ mod tests {
     fn test_two_messages_without_separator() {
         let frames = Framer::new().feed_collect(b"{\"a\":1}{\"b\":2}");
         assert_eq!(frames.len(), 2);
+    }
+
+    /// A string over the token limit outside any object: one error, no value (it once
+    /// reached the parser as an empty token and panicked), and the next message is served.
+    #[test]
+    fn test_overlong_top_level_string_one_error_then_next_message() {
+        for quote in ["\"", "'"] {
+            let mut f = Framer::new();
+            f.set_limits(Limits {
+                token_size: 16,
+                token_count: 100,
+                nesting: 10,
+            });
+            let input = format!("{quote}{}{quote} {{\"a\":\"QUJD\"}}", "a".repeat(40));
+            let out: Vec<String> = f
+                .feed_collect(input.as_bytes())
+                .into_iter()
+                .map(|f| match f {
+                    Frame::Message(v) => format!("msg {v:?}"),
+                    Frame::Error(e) => e.desc,
+                })
+                .collect();
+            assert_eq!(
+                out,
+                [
+                    "JSON token size limit exceeded".to_string(),
+                    "msg Dict(Dict { entries: [(\"a\", Str(\"QUJD\"))] })".to_string()
+                ]
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub(crate) enum TokenKind {
     Integer,
     Float,
     Keyword,
+    /// A string token, with its quotes.
     String,
+    /// A string token whose body is printable ASCII without escapes (a base64 payload, say),
+    /// given without its quotes: its text is the string's value as it is.
+    PlainString,
     /// A byte that cannot continue or start a token here; the text is the partial token.
     Error,
     /// A token longer than the size limit (its text is not kept).
@@ -61,6 +65,12 @@ pub(crate) const MAX_TOKEN_SIZE: usize = 64 << 20;
 pub(crate) struct Lexer {
     state: State,
     token: Vec<u8>,
+    /// In a string: its opening quote, which is not in `token` (so that a plain string's
+    /// text is its value, without a move of all its bytes at the end); it is put back in
+    /// front of the token when the string turns out not to be plain, or is an error.
+    open_quote: Option<u8>,
+    /// In a string: everything so far is printable ASCII without escapes.
+    plain: bool,
     /// The current token passed the size limit: keep lexing it, but drop its text.
     overflowed: bool,
     /// Longest token kept ([`MAX_TOKEN_SIZE`] unless configured).
@@ -169,6 +179,8 @@ impl Lexer {
         Lexer {
             state: State::Start,
             token: Vec::new(),
+            open_quote: None,
+            plain: false,
             overflowed: false,
             max_token: MAX_TOKEN_SIZE,
         }
@@ -178,6 +190,8 @@ impl Lexer {
     pub(crate) fn reset(&mut self) {
         self.state = State::Start;
         self.token.clear();
+        self.open_quote = None;
+        self.plain = false;
         self.overflowed = false;
     }
 
@@ -193,8 +207,9 @@ impl Lexer {
                 } else {
                     b'\''
                 };
-                let run = crate::scan::string_body_run(&bytes[i..], quote);
+                let (run, ascii) = crate::scan::string_body_run(&bytes[i..], quote);
                 if run > 0 {
+                    self.plain &= ascii;
                     self.push_text(&bytes[i..i + run], sink);
                     i += run;
                     continue;
@@ -209,22 +224,52 @@ impl Lexer {
         if self.overflowed {
             return;
         }
-        let room = self.max_token + 1 - self.token.len().min(self.max_token + 1);
+        // The token's length as QEMU counts it: the opening quote held aside included.
+        let len = self.token.len() + usize::from(self.open_quote.is_some());
+        let room = self.max_token + 1 - len.min(self.max_token + 1);
         if text.len() < room {
             self.token.extend_from_slice(text);
         } else {
-            // QEMU reports a token as soon as it grows past the limit.
-            self.overflowed = true;
-            self.token.clear();
-            self.token.shrink_to_fit();
-            sink(TokenKind::TooLong, &mut Vec::new());
+            self.overflow(sink);
+        }
+    }
+
+    /// QEMU reports a token as soon as it grows past the limit; its text is dropped.
+    fn overflow(&mut self, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+        self.overflowed = true;
+        self.token.clear();
+        self.token.shrink_to_fit();
+        sink(TokenKind::TooLong, &mut Vec::new());
+    }
+
+    /// Puts a string's opening quote back in front of its text (a string that is not plain,
+    /// or an error inside a string: both report the text with its quote).
+    fn restore_quote(&mut self) {
+        if let Some(q) = self.open_quote.take()
+            && !self.overflowed
+        {
+            self.token.insert(0, q);
         }
     }
 
     fn feed_byte(&mut self, ch: u8, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         loop {
             match step(self.state, ch) {
+                Step::Go(next @ (State::DqString | State::SqString))
+                    if self.state == State::Start =>
+                {
+                    // The opening quote: held aside until the string's end shows what it is.
+                    self.token.clear();
+                    self.open_quote = Some(ch);
+                    self.plain = true;
+                    self.state = next;
+                    return;
+                }
                 Step::Go(next) => {
+                    if self.open_quote.is_some() {
+                        // An escape inside a string: not plain.
+                        self.plain = false;
+                    }
                     self.push_text(&[ch], sink);
                     if next == State::Start || next == State::Recovery {
                         self.token.clear();
@@ -232,7 +277,18 @@ impl Lexer {
                     self.state = next;
                     return;
                 }
+                Step::Emit(TokenKind::String) if self.plain && self.open_quote.is_some() => {
+                    // The closing quote of a plain string: the text is the value. Both quotes
+                    // count against the limit, as if they were in the text.
+                    if !self.overflowed && self.token.len() + 2 > self.max_token {
+                        self.overflow(sink);
+                    }
+                    self.open_quote = None;
+                    self.finish(TokenKind::PlainString, sink);
+                    return;
+                }
                 Step::Emit(kind) => {
+                    self.restore_quote();
                     self.push_text(&[ch], sink);
                     self.finish(kind, sink);
                     return;
@@ -241,6 +297,7 @@ impl Lexer {
                     self.finish(kind, sink);
                 }
                 Step::Error => {
+                    self.restore_quote();
                     self.push_text(&[ch], sink);
                     if !self.overflowed {
                         sink(TokenKind::Error, &mut self.token);
@@ -258,13 +315,14 @@ impl Lexer {
     }
 
     fn finish(&mut self, kind: TokenKind, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+        // A token that outgrew the limit was reported (TooLong) when it did; it is not a
+        // value, so it goes nowhere (structural tokens are one byte and never overflow).
         if !self.overflowed {
             sink(kind, &mut self.token);
-        } else {
-            // The overflow was already reported; the streamer only needs the structure.
-            sink(kind, &mut Vec::new());
         }
         self.token.clear();
+        self.open_quote = None;
+        self.plain = false;
         self.overflowed = false;
         self.state = State::Start;
     }
@@ -291,11 +349,78 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                LCurly, String, Colon, String, Comma, String, Colon, LSquare, Integer, Comma,
-                Float, Comma, Keyword, RSquare, RCurly
+                LCurly,
+                PlainString,
+                Colon,
+                PlainString,
+                Comma,
+                PlainString,
+                Colon,
+                LSquare,
+                Integer,
+                Comma,
+                Float,
+                Comma,
+                Keyword,
+                RSquare,
+                RCurly
             ]
         );
         assert_eq!(toks[10].1, "-2.5e3");
+    }
+
+    #[test]
+    fn test_lex_plain_string_is_its_value_other_strings_keep_quotes() {
+        use TokenKind::*;
+        assert_eq!(lex(b"\"QUJD\""), [(PlainString, "QUJD".to_string())]);
+        assert_eq!(lex(b"''"), [(PlainString, std::string::String::new())]);
+        assert_eq!(lex(b"\"a\\nb\""), [(String, "\"a\\nb\"".to_string())]);
+        assert_eq!(lex(b"'\\''"), [(String, "'\\''".to_string())]);
+        assert_eq!(
+            lex("\"caf\u{e9}\"".as_bytes()),
+            [(String, "\"caf\u{e9}\"".to_string())]
+        );
+        // Split anywhere, the same tokens.
+        let whole = b"{\"buf-b64\":\"QUJDRA==\",'k':\"x\\u0041\"}";
+        for cut in 0..whole.len() {
+            let mut lexer = Lexer::new();
+            let mut out = Vec::new();
+            for part in [&whole[..cut], &whole[cut..]] {
+                lexer.feed(part, &mut |k, t: &mut Vec<u8>| {
+                    out.push((k, std::string::String::from_utf8_lossy(t).into_owned()));
+                });
+            }
+            assert_eq!(out, lex(whole), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn test_lex_overlong_string_is_reported_once_and_dropped() {
+        let mut lexer = Lexer::new();
+        lexer.max_token = 8;
+        let mut out = Vec::new();
+        lexer.feed(b"\"aaaaaaaaaaaa\" 1 ", &mut |k, t: &mut Vec<u8>| {
+            out.push((k, std::string::String::from_utf8_lossy(t).into_owned()));
+        });
+        assert_eq!(
+            out,
+            [
+                (TokenKind::TooLong, std::string::String::new()),
+                (TokenKind::Integer, "1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn test_lex_limit_counts_the_quotes() {
+        // Eight bytes with both quotes: at the limit; nine: over it.
+        for (input, too_long) in [(&b"\"abcdef\" "[..], false), (&b"\"abcdefg\" "[..], true)] {
+            let mut lexer = Lexer::new();
+            lexer.max_token = 8;
+            let mut kinds = Vec::new();
+            lexer.feed(input, &mut |k, _t: &mut Vec<u8>| kinds.push(k));
+            assert_eq!(kinds.contains(&TokenKind::TooLong), too_long, "{input:?}");
+        }
     }
 
     #[test]

@@ -22,13 +22,22 @@ enum Span {
     Owned(usize),
 }
 
+/// A token's length as QEMU counts it (a plain string's text comes without its quotes).
+pub(crate) fn token_len(kind: TokenKind, text: &[u8]) -> usize {
+    if kind == TokenKind::PlainString {
+        text.len() + 2
+    } else {
+        text.len()
+    }
+}
+
 /// Tokens at least this long are moved rather than copied.
 const OWN_THRESHOLD: usize = 4096;
 
 impl Tokens {
     /// Appends a token; a large one is taken out of `text`.
     pub(crate) fn push(&mut self, kind: TokenKind, text: &mut Vec<u8>) {
-        self.total += text.len();
+        self.total += token_len(kind, text);
         self.kinds.push(kind);
         if text.len() >= OWN_THRESHOLD {
             self.spans.push(Span::Owned(self.owned.len()));
@@ -101,11 +110,22 @@ impl Cursor<'_> {
             Some(TokenKind::LCurly) => self.object(),
             Some(TokenKind::LSquare) => self.array(),
             Some(
-                TokenKind::Integer | TokenKind::Float | TokenKind::String | TokenKind::Keyword,
+                TokenKind::Integer
+                | TokenKind::Float
+                | TokenKind::String
+                | TokenKind::PlainString
+                | TokenKind::Keyword,
             ) => {
                 let (kind, i) = self.pop().ok_or("premature EOI")?;
-                if let (TokenKind::String, Some(owned)) = (kind, self.toks.take(i)) {
-                    return parse_string_owned(owned).map(Value::Str);
+                match (kind, self.toks.take(i)) {
+                    // A large plain string (a base64 payload): its buffer becomes the value.
+                    (TokenKind::PlainString, Some(owned)) => {
+                        return plain_string(owned).map(Value::Str);
+                    }
+                    (TokenKind::String, Some(owned)) => {
+                        return parse_string(&owned).map(Value::Str);
+                    }
+                    _ => {}
                 }
                 literal(kind, self.toks.text(i))
             }
@@ -184,6 +204,7 @@ impl Cursor<'_> {
 fn literal(kind: TokenKind, text: &[u8]) -> PResult<Value> {
     match kind {
         TokenKind::String => parse_string(text).map(Value::Str),
+        TokenKind::PlainString => plain_string(text.to_vec()).map(Value::Str),
         TokenKind::Keyword => match text {
             b"true" => Ok(Value::Bool(true)),
             b"false" => Ok(Value::Bool(false)),
@@ -221,16 +242,9 @@ fn hex4(b: &[u8]) -> Option<u32> {
     Some(cp)
 }
 
-/// Decodes a large string token, reusing its buffer when it is plain ASCII without escapes
-/// (a base64 payload).
-fn parse_string_owned(mut tok: Vec<u8>) -> PResult<String> {
-    let body = &tok[1..tok.len().saturating_sub(1).max(1)];
-    if crate::scan::plain_ascii_run(body) == body.len() {
-        tok.pop();
-        tok.remove(0);
-        return String::from_utf8(tok).map_err(|_| "invalid UTF-8 sequence in string".to_string());
-    }
-    parse_string(&tok)
+/// A plain string's value: its text as it is (the lexer saw only printable ASCII).
+fn plain_string(text: Vec<u8>) -> PResult<String> {
+    String::from_utf8(text).map_err(|_| "invalid UTF-8 sequence in string".to_string())
 }
 
 /// Decodes a string token (with its quotes) the way QEMU does.
