@@ -1,14 +1,17 @@
 //! `qga cp`: files in and out of the guest through guest-file-*, verified with SHA-256
 //! (computed in the guest with `sha256sum` through guest-exec when the guest allows it).
+//! With -r, directory trees: guest directories are listed with `__org.qga_file-list` or
+//! find/stat (crate::guest) and created with `mkdir -p` through guest-exec.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
 use qga_client::{Channel, Client};
-use qga_proto::b64;
 use qga_schema as s;
 use sha2::{Digest, Sha256};
+
+use crate::guest::GuestFs;
 
 /// Bytes per request: large enough to amortise a round trip, small enough to stream.
 const CHUNK: usize = 1 << 20;
@@ -32,31 +35,19 @@ fn progress(done: u64, total: Option<u64>, start: Instant) {
 
 /// The guest's SHA-256 of `path`, if the guest can compute it.
 fn guest_sha256(c: &mut C, path: &str) -> Option<String> {
-    let pid = c
-        .execute::<s::GuestExec>(&s::ExecArgs {
-            path: "sha256sum".into(),
-            arg: Some(vec![path.to_string()]),
-            env: None,
-            input_data: None,
-            capture_output: Some(s::GuestExecCaptureOutput::Flag(true)),
-        })
+    let r = crate::guest::capture(
+        c,
+        "sha256sum",
+        &[path.to_string()],
+        std::time::Duration::from_secs(30),
+    )
+    .ok()?;
+    // GNU sha256sum starts the line with a backslash when the name has a newline or one.
+    String::from_utf8(r.out)
         .ok()?
-        .pid;
-    for _ in 0..600 {
-        let st = c
-            .execute::<s::GuestExecStatus>(&s::ExecStatusArgs { pid })
-            .ok()?;
-        if st.exited {
-            let out = b64::decode(st.out_data.as_deref()?).ok()?;
-            return String::from_utf8(out)
-                .ok()?
-                .split_whitespace()
-                .next()
-                .map(str::to_string);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    None
+        .split_whitespace()
+        .next()
+        .map(|h| h.trim_start_matches('\\').to_string())
 }
 
 fn open(c: &mut C, path: &str, mode: &str) -> Result<i64, String> {
@@ -105,7 +96,7 @@ fn interrupted(e: &dyn std::fmt::Display, done: u64, total: Option<u64>, dst: &s
     )
 }
 
-fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<String, String> {
+fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<Copied, String> {
     let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
     let mut f = std::fs::File::open(local).map_err(lerr)?;
     let total = f.metadata().ok().map(|m| m.len());
@@ -145,7 +136,7 @@ fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<String,
     finish(c, remote, &format!("{:x}", sha.finalize()), done, start)
 }
 
-fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<String, String> {
+fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Copied, String> {
     let local = if local.is_dir() {
         local.join(
             Path::new(remote)
@@ -203,25 +194,45 @@ fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Strin
     finish(c, remote, &format!("{:x}", sha.finalize()), done, start)
 }
 
+/// One file copied.
+#[derive(Debug)]
+struct Copied {
+    /// What to tell.
+    text: String,
+    /// Bytes copied (by this run).
+    bytes: u64,
+    /// Whether the guest's sha256sum agreed.
+    verified: bool,
+}
+
 fn finish(
     c: &mut C,
     remote: &str,
     local_sha: &str,
     bytes: u64,
     start: Instant,
-) -> Result<String, String> {
+) -> Result<Copied, String> {
     let secs = start.elapsed().as_secs_f64();
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
     let rate = bytes as f64 / 1e6 / secs.max(1e-6);
+    let copied = |text: String, verified: bool| Copied {
+        text,
+        bytes,
+        verified,
+    };
     match guest_sha256(c, remote) {
-        Some(g) if g == local_sha => Ok(format!(
-            "{bytes} bytes in {secs:.2} s ({rate:.0} MB/s), sha256 {g} verified"
+        Some(g) if g == local_sha => Ok(copied(
+            format!("{bytes} bytes in {secs:.2} s ({rate:.0} MB/s), sha256 {g} verified"),
+            true,
         )),
         Some(g) => Err(format!("sha256 differs: local {local_sha}, guest {g}")),
-        None => Ok(format!(
-            "{bytes} bytes in {secs:.2} s ({rate:.0} MB/s), sha256 {local_sha} (not verified: the guest cannot run sha256sum)"
+        None => Ok(copied(
+            format!(
+                "{bytes} bytes in {secs:.2} s ({rate:.0} MB/s), sha256 {local_sha} (not verified: the guest cannot run sha256sum)"
+            ),
+            false,
         )),
     }
 }
@@ -229,8 +240,173 @@ fn finish(
 /// `qga cp SRC DST`: exactly one side starts with `:` (the guest's).
 pub(crate) fn copy(c: &mut C, src: &str, dst: &str, resume: bool) -> Result<String, String> {
     match (src.strip_prefix(':'), dst.strip_prefix(':')) {
-        (None, Some(remote)) => upload(c, Path::new(src), remote, resume),
-        (Some(remote), None) => download(c, remote, Path::new(dst), resume),
-        _ => Err("give one guest path, written with a leading ':' (qga cp file :/tmp/file)".into()),
+        (None, Some(remote)) => upload(c, Path::new(src), remote, resume).map(|d| d.text),
+        (Some(remote), None) => download(c, remote, Path::new(dst), resume).map(|d| d.text),
+        _ => Err(ONE_GUEST_PATH.into()),
     }
+}
+
+const ONE_GUEST_PATH: &str =
+    "give one guest path, written with a leading ':' (qga cp file :/tmp/file)";
+
+/// A guest path under directory `dir`.
+fn guest_join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+/// What a tree copy did, told at the end.
+#[derive(Debug, Default)]
+struct TreeReport {
+    lines: Vec<String>,
+    files: usize,
+    dirs: usize,
+    bytes: u64,
+    verified: usize,
+    skipped: usize,
+}
+
+impl TreeReport {
+    fn file(&mut self, shown: &str, d: &Copied) {
+        self.lines
+            .push(format!("{}: {}", crate::output::shown_name(shown), d.text));
+        self.files += 1;
+        self.bytes += d.bytes;
+        self.verified += usize::from(d.verified);
+    }
+
+    fn skip(&mut self, shown: &str, kind: &str) {
+        self.lines.push(format!(
+            "{}: skipped ({kind})",
+            crate::output::shown_name(shown)
+        ));
+        self.skipped += 1;
+    }
+
+    fn finish(mut self, dst: &str) -> String {
+        let skipped = match self.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped (links and special files are not copied)"),
+        };
+        self.lines.push(format!(
+            "{} files ({} bytes) and {} directories copied to {dst}, {} verified by sha256{skipped}",
+            self.files, self.bytes, self.dirs, self.verified
+        ));
+        self.lines.join("\n")
+    }
+}
+
+/// The kind of a local entry, for the ones a tree copy skips.
+fn local_kind(t: std::fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "symlink"
+    } else {
+        "special file"
+    }
+}
+
+/// `qga cp -r SRC DST`: a directory tree (a plain file is copied as without -r). As with
+/// cp(1), an existing destination directory receives the tree under the source's name.
+pub(crate) fn copy_tree(c: &mut C, src: &str, dst: &str) -> Result<String, String> {
+    match (src.strip_prefix(':'), dst.strip_prefix(':')) {
+        (None, Some(remote)) => {
+            if !Path::new(src).is_dir() {
+                return copy(c, src, dst, false);
+            }
+            upload_tree(c, Path::new(src), remote).map_err(|e| e.0)
+        }
+        (Some(remote), None) => download_tree(c, remote, Path::new(dst)).map_err(|e| e.0),
+        _ => Err(ONE_GUEST_PATH.into()),
+    }
+}
+
+fn upload_tree(c: &mut C, local: &Path, remote: &str) -> Result<String, crate::Failure> {
+    let mut fs = GuestFs::new(c)?;
+    let into_existing = fs.stat(remote, true).is_ok_and(|st| st.kind == "directory");
+    let name = local
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "dir".into());
+    let root = if into_existing {
+        guest_join(remote, &name)
+    } else {
+        remote.to_string()
+    };
+    // The local tree, directories first (parents before children), names sorted.
+    let mut dirs = vec![(local.to_path_buf(), root.clone())];
+    let mut files = Vec::new();
+    let mut report = TreeReport::default();
+    let mut i = 0;
+    while let Some((dir, gdir)) = dirs.get(i).cloned() {
+        i += 1;
+        let lerr = |e: std::io::Error| crate::Failure(format!("{}: {e}", dir.display()));
+        let mut entries = std::fs::read_dir(&dir)
+            .map_err(lerr)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(lerr)?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let path = e.path();
+            let name = e.file_name();
+            let Some(name) = name.to_str() else {
+                report.skip(&path.display().to_string(), "name is not UTF-8");
+                continue;
+            };
+            let gpath = guest_join(&gdir, name);
+            let t = e.file_type().map_err(lerr)?;
+            if t.is_dir() {
+                dirs.push((path, gpath));
+            } else if t.is_file() {
+                files.push((path, gpath));
+            } else {
+                report.skip(&path.display().to_string(), local_kind(t));
+            }
+        }
+    }
+    let gdirs: Vec<String> = dirs.iter().map(|(_, g)| g.clone()).collect();
+    fs.mkdir_p(&gdirs)?;
+    report.dirs = gdirs.len();
+    for (path, gpath) in files {
+        let d = upload(fs.c, &path, &gpath, false)?;
+        report.file(&format!("{} -> :{gpath}", path.display()), &d);
+    }
+    Ok(report.finish(&format!(":{root}")))
+}
+
+fn download_tree(c: &mut C, remote: &str, local: &Path) -> Result<String, crate::Failure> {
+    let mut fs = GuestFs::new(c)?;
+    let top = fs.stat(remote, true)?;
+    if top.kind != "directory" {
+        return download(fs.c, remote, local, false)
+            .map(|d| d.text)
+            .map_err(crate::Failure);
+    }
+    let root = if local.is_dir() {
+        local.join(crate::guest::base_name(remote))
+    } else {
+        local.to_path_buf()
+    };
+    let mut report = TreeReport::default();
+    let mut dirs = vec![(remote.to_string(), root.clone())];
+    while let Some((gdir, dir)) = dirs.pop() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| crate::Failure(format!("{}: {e}", dir.display())))?;
+        report.dirs += 1;
+        let mut subdirs = Vec::new();
+        for e in fs.list(&gdir)? {
+            let gpath = guest_join(&gdir, &e.name);
+            let path = dir.join(&e.name);
+            match e.kind.as_str() {
+                "directory" => subdirs.push((gpath, path)),
+                "file" => {
+                    let d = download(fs.c, &gpath, &path, false)?;
+                    report.file(&format!(":{gpath} -> {}", path.display()), &d);
+                }
+                other => report.skip(&format!(":{gpath}"), other),
+            }
+        }
+        // Depth first, in name order.
+        dirs.extend(subdirs.into_iter().rev());
+    }
+    Ok(report.finish(&root.display().to_string()))
 }

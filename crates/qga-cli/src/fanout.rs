@@ -1,6 +1,7 @@
 //! Choosing the guests (`-s`, `-d`, `--all`) and running a command on each: at most `--jobs`
 //! at a time, one guest's failure never stopping the others, with a summary at the end.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,14 +207,16 @@ pub(crate) fn main(cli: &Cli) -> ExitCode {
     if matches!(cli.command, Cmd::Inventory) {
         return inventory(cli, &dests);
     }
-    let one = |d: &Dest| -> Outcome {
-        connect(&d.target, cli.timeout).and_then(|mut c| run(cli, &mut c))
+    let one = |d: &Dest, live: bool| -> Outcome {
+        connect(&d.target, cli.timeout).and_then(|mut c| run(cli, &mut c, live))
     };
     if let [d] = dests.as_slice() {
-        return match one(d) {
+        return match one(d, true) {
             Ok((text, code)) => {
                 if !text.is_empty() {
-                    println!("{text}");
+                    // A reader that went away (`qga ls | head`) is not an error of qga's.
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{text}");
                 }
                 ExitCode::from(code)
             }
@@ -223,7 +226,7 @@ pub(crate) fn main(cli: &Cli) -> ExitCode {
             }
         };
     }
-    let results = parallel(&dests, cli.jobs, one);
+    let results = parallel(&dests, cli.jobs, |d| one(d, false));
     let failed = results.iter().filter(|r| r.is_err()).count();
     if cli.json {
         let items: Vec<serde_json::Value> = dests

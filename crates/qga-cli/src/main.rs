@@ -6,13 +6,15 @@
 
 mod assets;
 mod cp;
+mod exec;
 mod fanout;
+mod guest;
 mod output;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use qga_client::{Channel, Client, ClientError, Target};
@@ -168,20 +170,42 @@ enum Cmd {
         #[arg(long)]
         minimum: Option<i64>,
     },
-    /// Run a command in the guest and show its output; exits with its exit code.
+    /// Run a command in the guest and show its output; exits with its exit code (128+N
+    /// when signal N ended it).
+    ///
+    /// With an agent that offers __org.qga_exec (qga's agent) the output is shown as it
+    /// arrives and Ctrl-C is sent on to the guest process; with qemu-ga the output is shown
+    /// when the command ends.
     Exec {
         /// Feed this file (or `-` for standard input) to the command.
         #[arg(long)]
         stdin: Option<PathBuf>,
-        /// Give up after this many seconds (the command keeps running in the guest).
+        /// Time limit in seconds: with __org.qga_exec the agent then sends --signal to the
+        /// command's process group; with qemu-ga qga stops waiting and the command keeps
+        /// running.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// The signal sent at the time limit (default KILL): a number or HUP, INT, QUIT,
+        /// ABRT, KILL, PIPE, ALRM, TERM. Needs __org.qga_exec.
+        #[arg(long, value_name = "SIGNAL", requires = "timeout")]
+        signal: Option<String>,
         /// Start the command and print its pid (see `exec-status`).
         #[arg(long)]
         detach: bool,
         /// Environment variables (NAME=VALUE) for the command.
         #[arg(long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Working directory of the command (with qemu-ga: set by `sh -c 'cd DIR && exec
+        /// ...'` in the guest).
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// Run as this account (name or uid). Needs __org.qga_exec.
+        #[arg(long)]
+        user: Option<String>,
+        /// Report the exit as soon as the command itself exits, even while a process it
+        /// left in the background holds its output open. Needs __org.qga_exec.
+        #[arg(long)]
+        exit_on_main: bool,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<String>,
@@ -191,15 +215,42 @@ enum Cmd {
         /// The pid `exec --detach` printed.
         pid: i64,
     },
-    /// Copy a file: `qga cp local :/guest/path` or `qga cp :/guest/path local`.
+    /// Copy a file: `qga cp local :/guest/path` or `qga cp :/guest/path local`; with -r a
+    /// directory tree.
     Cp {
         /// Continue an interrupted copy: append to the destination from its current size.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "recursive")]
         resume: bool,
+        /// Copy directories and everything in them (regular files and directories; links
+        /// and special files are skipped and named).
+        #[arg(short, long)]
+        recursive: bool,
         /// Source (`:path` is in the guest).
         src: String,
         /// Destination (`:path` is in the guest).
         dst: String,
+    },
+    /// List a guest directory (a file: that file), sorted by name.
+    ///
+    /// Uses __org.qga_file-list when the agent offers it, else find and stat in the guest
+    /// through guest-exec.
+    Ls {
+        /// Long form: type and permissions, owner, group, size, modification time, name.
+        #[arg(short, long)]
+        long: bool,
+        /// The guest path.
+        path: String,
+    },
+    /// Describe a guest file: type, size, mode, owner, times, link target.
+    ///
+    /// Uses __org.qga_file-stat when the agent offers it, else stat in the guest through
+    /// guest-exec.
+    Stat {
+        /// Describe what a symbolic link points to instead of the link.
+        #[arg(short = 'L', long)]
+        dereference: bool,
+        /// The guest path.
+        path: String,
     },
     /// Low-level file operations on guest file handles (guest-file-*).
     #[command(subcommand)]
@@ -442,8 +493,31 @@ fn read_input(data: &str) -> Result<Vec<u8>, Failure> {
     }
 }
 
+/// `qga ls`: a directory's entries, or the one file `path` names.
+fn ls(j: bool, long: bool, c: &mut Conn, path: &str) -> Result<String, Failure> {
+    let mut fs = guest::GuestFs::new(c)?;
+    let entries = match fs.stat(path, true) {
+        Ok(st) if st.kind == "directory" => fs.list(path)?,
+        Ok(_) => vec![fs.stat(path, false)?],
+        // A dangling link is still something to show.
+        Err(e) => vec![fs.stat(path, false).map_err(|_| e)?],
+    };
+    Ok(if j {
+        to_json(&entries)
+    } else if long {
+        output::ls_long(&entries)
+    } else {
+        entries
+            .iter()
+            .map(|e| output::shown_name(&e.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// Runs one command against one guest; returns the text to print and the exit code.
-fn run(cli: &Cli, c: &mut Conn) -> Result<(String, u8), Failure> {
+/// `live` allows printing as the command goes (one guest): `qga exec`'s output.
+fn run(cli: &Cli, c: &mut Conn, live: bool) -> Result<(String, u8), Failure> {
     let none = s::NoArgs {};
     let j = cli.json;
     let out = match &cli.command {
@@ -568,25 +642,49 @@ fn run(cli: &Cli, c: &mut Conn) -> Result<(String, u8), Failure> {
         Cmd::Exec {
             stdin,
             timeout,
+            signal,
             detach,
             env,
+            cwd,
+            user,
+            exit_on_main,
             argv,
         } => {
-            let spec = ExecSpec {
+            let spec = exec::ExecSpec {
                 stdin: stdin.as_ref(),
-                wait: *timeout,
+                timeout: *timeout,
+                signal: signal.as_deref(),
                 detach: *detach,
                 env,
+                cwd: cwd.as_deref(),
+                user: user.as_deref(),
+                exit_on_main: *exit_on_main,
                 argv,
             };
-            return exec(j, c, &spec);
+            return exec::exec(j, live, c, &spec);
         }
         Cmd::ExecStatus { pid } => show(
             j,
             &c.execute::<s::GuestExecStatus>(&s::ExecStatusArgs { pid: *pid })?,
             output::exec_status,
         ),
-        Cmd::Cp { resume, src, dst } => cp::copy(c, src, dst, *resume)?,
+        Cmd::Cp {
+            resume,
+            recursive,
+            src,
+            dst,
+        } => {
+            if *recursive {
+                cp::copy_tree(c, src, dst)?
+            } else {
+                cp::copy(c, src, dst, *resume)?
+            }
+        }
+        Cmd::Ls { long, path } => ls(j, *long, c, path)?,
+        Cmd::Stat { dereference, path } => {
+            let st = guest::GuestFs::new(c)?.stat(path, *dereference)?;
+            show(j, &st, output::stat)
+        }
         Cmd::File(f) => file(j, c, f)?,
         Cmd::Raw { request } => {
             c.send_raw(format!("{request}\n").as_bytes())?;
@@ -732,91 +830,6 @@ fn file(j: bool, c: &mut Conn, f: &FileCmd) -> Result<String, Failure> {
             done(j, "closed")
         }
     })
-}
-
-/// What `qga exec` was asked to do.
-struct ExecSpec<'a> {
-    stdin: Option<&'a PathBuf>,
-    wait: Option<u64>,
-    detach: bool,
-    env: &'a [String],
-    argv: &'a [String],
-}
-
-/// Runs a command in the guest, polling its status; output is printed when it ends.
-fn exec(j: bool, c: &mut Conn, spec: &ExecSpec<'_>) -> Result<(String, u8), Failure> {
-    let input = match spec.stdin {
-        None => None,
-        Some(p) if p.as_os_str() == "-" => Some(b64::encode(&read_input("-")?)),
-        Some(p) => Some(b64::encode(
-            &std::fs::read(p).map_err(|e| Failure(format!("{}: {e}", p.display())))?,
-        )),
-    };
-    let (path, args) = spec
-        .argv
-        .split_first()
-        .ok_or_else(|| Failure("no command given".into()))?;
-    let pid = c
-        .execute::<s::GuestExec>(&s::ExecArgs {
-            path: path.clone(),
-            arg: Some(args.to_vec()),
-            env: (!spec.env.is_empty()).then(|| spec.env.to_vec()),
-            input_data: input,
-            capture_output: Some(s::GuestExecCaptureOutput::Flag(true)),
-        })?
-        .pid;
-    if spec.detach {
-        return Ok((
-            if j {
-                format!("{{\"pid\": {pid}}}")
-            } else {
-                pid.to_string()
-            },
-            0,
-        ));
-    }
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(5);
-    loop {
-        let st = c.execute::<s::GuestExecStatus>(&s::ExecStatusArgs { pid })?;
-        if st.exited {
-            let decode = |d: &Option<String>| {
-                d.as_deref()
-                    .map(b64::decode)
-                    .transpose()
-                    .map_err(|e| Failure(e.to_string()))
-            };
-            let out = decode(&st.out_data)?.unwrap_or_default();
-            let err = decode(&st.err_data)?.unwrap_or_default();
-            if j {
-                return Ok((to_json(&st), 0));
-            }
-            std::io::stderr()
-                .write_all(&err)
-                .map_err(|e| Failure(e.to_string()))?;
-            let code = match (st.exitcode, st.signal) {
-                (Some(c), _) => u8::try_from(c & 0xFF).unwrap_or(1),
-                (None, Some(sig)) => u8::try_from((128 + sig) & 0xFF).unwrap_or(1),
-                _ => 1,
-            };
-            return Ok((
-                String::from_utf8_lossy(&out)
-                    .trim_end_matches('\n')
-                    .to_string(),
-                code,
-            ));
-        }
-        if spec
-            .wait
-            .is_some_and(|t| start.elapsed() > Duration::from_secs(t))
-        {
-            return Err(Failure(format!(
-                "timed out: process {pid} still runs in the guest (see `qga exec-status {pid}`)"
-            )));
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(200));
-    }
 }
 
 fn read_password(user: &str) -> Result<String, Failure> {

@@ -4,6 +4,11 @@ use qga_schema as s;
 
 /// Time in nanoseconds as seconds since the epoch and UTC date.
 pub(crate) fn time(ns: i64) -> String {
+    format!("{} UTC ({ns} ns)", date(ns))
+}
+
+/// Time in nanoseconds as a UTC date, `YYYY-MM-DD HH:MM:SS`.
+pub(crate) fn date(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -18,7 +23,7 @@ pub(crate) fn time(ns: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({ns} ns)",
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -345,6 +350,104 @@ pub(crate) fn exec_status(st: &s::files::GuestExecStatus) -> String {
     out
 }
 
+/// A file name for a terminal: control characters (a newline in a name) and backslashes
+/// escaped, so one entry stays on one line.
+pub(crate) fn shown_name(name: &str) -> String {
+    name.chars()
+        .map(|ch| {
+            if ch.is_control() || ch == '\\' {
+                ch.escape_default().to_string()
+            } else {
+                ch.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `ls -l`'s type letter and permission string of a file description (`drwxr-xr-x`).
+pub(crate) fn mode_string(st: &s::ext::FileStat) -> String {
+    let kind = match st.kind.as_str() {
+        "directory" => 'd',
+        "symlink" => 'l',
+        "block-device" => 'b',
+        "char-device" => 'c',
+        "fifo" => 'p',
+        "socket" => 's',
+        _ => '-',
+    };
+    let m = st.mode;
+    let mut out = String::from(kind);
+    for (shift, special, set_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (m >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(match (bits & 1 != 0, m & special != 0) {
+            (true, true) => set_char,
+            (false, true) => set_char.to_ascii_uppercase(),
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+/// The name, with ` -> target` for a link.
+fn name_and_target(st: &s::ext::FileStat) -> String {
+    match &st.link_target {
+        Some(t) => format!("{} -> {}", shown_name(&st.name), shown_name(t)),
+        None => shown_name(&st.name),
+    }
+}
+
+/// `qga ls -l`: mode, owner, group, size, modification time (UTC), name.
+pub(crate) fn ls_long(entries: &[s::ext::FileStat]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                mode_string(e),
+                e.owner.clone().unwrap_or_else(|| e.uid.to_string()),
+                e.group.clone().unwrap_or_else(|| e.gid.to_string()),
+                e.size.to_string(),
+                date(e.mtime),
+                name_and_target(e),
+            ]
+        })
+        .collect();
+    table(
+        &["mode", "owner", "group", "size", "modified (UTC)", "name"],
+        &rows,
+    )
+}
+
+/// `qga stat`: one file's description.
+pub(crate) fn stat(st: &s::ext::FileStat) -> String {
+    let account = |name: &Option<String>, id: i64| match name {
+        Some(n) => format!("{n} ({id})"),
+        None => id.to_string(),
+    };
+    let mut rows = vec![
+        vec!["name".into(), shown_name(&st.name)],
+        vec!["type".into(), st.kind.clone()],
+        vec!["size".into(), st.size.to_string()],
+        vec![
+            "mode".into(),
+            format!("{:04o} ({})", st.mode, mode_string(st)),
+        ],
+        vec!["owner".into(), account(&st.owner, st.uid)],
+        vec!["group".into(), account(&st.group, st.gid)],
+        vec!["accessed".into(), time(st.atime)],
+        vec!["modified".into(), time(st.mtime)],
+        vec!["changed".into(), time(st.ctime)],
+        vec!["links".into(), st.nlink.to_string()],
+        vec!["inode".into(), st.inode.to_string()],
+    ];
+    if let Some(t) = &st.link_target {
+        rows.push(vec!["target".into(), shown_name(t)]);
+    }
+    table(&["field", "value"], &rows)
+}
+
 pub(crate) fn inventory(rows: &[crate::fanout::InventoryRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -380,6 +483,22 @@ mod tests {
             time(1_700_000_000_000_000_000),
             "2023-11-14 22:13:20 UTC (1700000000000000000 ns)"
         );
+    }
+
+    #[test]
+    fn test_mode_strings_and_shown_names() {
+        let st = |kind: &str, mode: i64| s::ext::FileStat {
+            kind: kind.into(),
+            mode,
+            ..Default::default()
+        };
+        assert_eq!(mode_string(&st("directory", 0o755)), "drwxr-xr-x");
+        assert_eq!(mode_string(&st("file", 0o4755)), "-rwsr-xr-x");
+        assert_eq!(mode_string(&st("file", 0o2640)), "-rw-r-S---");
+        assert_eq!(mode_string(&st("directory", 0o1777)), "drwxrwxrwt");
+        assert_eq!(mode_string(&st("symlink", 0o777)), "lrwxrwxrwx");
+        assert_eq!(shown_name("a b\nc\\d"), "a b\\nc\\\\d");
+        assert_eq!(date(1_700_000_000_000_000_000), "2023-11-14 22:13:20");
     }
 
     #[test]

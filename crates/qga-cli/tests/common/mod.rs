@@ -57,20 +57,36 @@ pub fn start_agent(
     config: &str,
     env: &[(&str, &str)],
 ) -> Agent {
+    spawn(agent_binary(), dir, sock, config, env)
+}
+
+/// `binary` as an agent on `sock` (state and pid file in `dir`), waited for until it accepts.
+fn spawn(
+    binary: &Path,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    config: &str,
+    env: &[(&str, &str)],
+) -> Agent {
     let conf = dir.path().join("c.conf");
     std::fs::write(&conf, config).unwrap();
-    let child = Command::new(agent_binary())
+    let child = Command::new(binary)
         .envs(env.iter().copied())
         .args(["-m", "unix-listen", "-p"])
         .arg(&sock)
         .arg("-t")
         .arg(dir.path())
+        // Several reference agents at once: each needs its own pid file.
+        .arg("-f")
+        .arg(dir.path().join("pid"))
         .env("QGA_CONF", &conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() && Instant::now() < deadline {
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     Agent { child, sock, dir }
@@ -89,4 +105,23 @@ pub fn qga(sock: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The reference agent (Debian's qemu-ga), when installed.
+pub const REFERENCE: &str = "/usr/sbin/qemu-ga";
+
+/// Debian's qemu-ga on `<tempdir>/sock` with an empty configuration and extra environment;
+/// `None` when it is not installed (an error when `QGA_REQUIRE_REFERENCE` is set).
+pub fn reference_agent(env: &[(&str, &str)]) -> Option<Agent> {
+    if !Path::new(REFERENCE).exists() {
+        assert!(
+            std::env::var_os("QGA_REQUIRE_REFERENCE").is_none(),
+            "{REFERENCE} is required but missing"
+        );
+        println!("{REFERENCE} is not installed: its rows are skipped");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("sock");
+    Some(spawn(Path::new(REFERENCE), dir, sock, "", env))
 }
