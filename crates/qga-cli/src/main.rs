@@ -32,12 +32,18 @@ Examples:
   qga -s vm.sock exec -- uname -a          run a command, exit with its code
   qga -s vm.sock cp ./file.txt :/tmp/file.txt
   qga -s vm.sock cp --resume :/var/log/big.log .
+  qga -s vm.sock cp -r ./site :/srv/       copy a directory tree (both ways)
+  qga -s vm.sock ls -l /var/log            list a guest directory
+  qga -s vm.sock exec --cwd /srv --timeout 60 -- make
   qga -s a.sock -s b.sock --json osinfo    several guests at once
 
 TARGET is a unix socket path, vsock:CID:PORT, a serial device path, or libvirt:DOMAIN.
 libvirt guests (-d, --all) are found by their agent sockets under
 /var/lib/libvirt/qemu/channel/target and /run/libvirt/qemu/channel; as libvirtd keeps the
-socket of a running domain to itself, they are reached through virsh when it is installed.";
+socket of a running domain to itself, they are reached through virsh when it is installed.
+
+exec, ls, stat and cp -r use the agent's __org.qga_ extensions when guest-info lists them
+(qga's own agent) and fall back to standard commands with qemu-ga.";
 
 /// A client for QEMU guest agents.
 #[derive(Debug, Parser)]
