@@ -261,7 +261,10 @@ impl<'a> GuestFs<'a> {
             .need_ext_or_exec(&format!("list {path}"), FILE_LIST, "find and stat")?;
         // `DIR/.` makes find start inside the directory even when DIR is a link to it; with
         // -print0 every name comes back whole, blanks and newlines included.
-        let top = format!("{}/.", path.trim_end_matches('/'));
+        // A leading `./` keeps a relative name that starts with `-` from being an option.
+        let dir = path.trim_end_matches('/');
+        let dot = if dir.starts_with('-') { "./" } else { "" };
+        let top = format!("{dot}{dir}/.");
         let args: Vec<String> = [top.as_str(), "-mindepth", "1", "-maxdepth", "1", "-print0"]
             .map(String::from)
             .to_vec();
