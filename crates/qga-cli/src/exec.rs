@@ -221,6 +221,9 @@ fn wait(j: bool, c: &mut Conn, pid: i64, give_up: Option<u64>) -> Result<(String
     }
 }
 
+/// How long output is still taken after an `--exit-on-main` exit.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// How long after forwarding Ctrl-C qga waits for the process to end before leaving.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -243,6 +246,7 @@ fn follow(c: &mut Conn, pid: i64, spec: &ExecSpec<'_>, can_signal: bool) -> Resu
     let mut truncated = false;
     // Output that does not end a line gets a newline at the end, as qga always printed it.
     let mut ends_line = true;
+    let mut exit_seen: Option<Instant> = None;
     loop {
         if forwarded.is_none() && (STOP.load(Ordering::SeqCst) || broken_pipe) {
             let sig = if broken_pipe {
@@ -270,8 +274,15 @@ fn follow(c: &mut Conn, pid: i64, spec: &ExecSpec<'_>, can_signal: bool) -> Resu
         let got = !out.is_empty() || !err.is_empty();
         args.out_offset = Some(o.out_offset);
         args.err_offset = Some(o.err_offset);
-        let done = o.exited && (spec.exit_on_main || (!o.out_open && !o.err_open));
-        if done && (!got || spec.exit_on_main) {
+        // With --exit-on-main the pipes may stay open (a process left behind holds them): the
+        // output the command wrote before it exited is taken until a poll brings nothing
+        // after a short settling time, which covers the agent's reader lagging behind.
+        if o.exited && exit_seen.is_none() {
+            exit_seen = Some(Instant::now());
+        }
+        let closed = !o.out_open && !o.err_open;
+        let settled = spec.exit_on_main && exit_seen.is_some_and(|t| t.elapsed() > SETTLE);
+        if o.exited && !got && (closed || settled) {
             // The record is collected so it does not stay in the agent's table.
             let _ = c.execute::<s::GuestExecStatus>(&s::ExecStatusArgs { pid });
             if !ends_line && !broken_pipe {
