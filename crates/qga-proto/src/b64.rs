@@ -27,6 +27,12 @@ pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) -> usize {
     STANDARD.encode(bytes, Out::from_slice(out)).len()
 }
 
+/// Appends the encoding of `bytes` to `out` (into its spare capacity, without zero-filling
+/// it first).
+pub fn encode_append(bytes: &[u8], out: &mut Vec<u8>) {
+    STANDARD.encode_append(bytes, out);
+}
+
 /// Decodes canonical base64 (whole padded groups, alphabet only) into the start of `out`;
 /// `None` if `text` is not canonical or `out` is too small. Whole canonical groups decode the
 /// same as with [`decode`], so a caller can decode a long text group-aligned piece by piece

@@ -26,9 +26,8 @@ impl Out for Vec<u8> {
     }
 
     fn put_base64(&mut self, data: &[u8]) {
-        let start = self.len();
-        self.resize(start + crate::b64::encoded_len(data.len()), 0);
-        crate::b64::encode_to_slice(data, &mut self[start..]);
+        // Straight into the spare capacity: no zero-fill first.
+        crate::b64::encode_append(data, self);
     }
 }
 
@@ -41,28 +40,29 @@ const BASE64_PIECE: usize = STREAM_BUFFER / 4 * 3;
 /// the first error is kept and stops further writes.
 struct StreamOut<'w, W: Write> {
     w: &'w mut W,
+    /// Pending text; never grows past its initial capacity (`cap`).
     buf: Vec<u8>,
-    used: usize,
+    cap: usize,
     err: Option<io::Error>,
 }
 
 impl<W: Write> StreamOut<'_, W> {
     fn flush_buf(&mut self) {
         if self.err.is_none()
-            && self.used > 0
-            && let Err(e) = self.w.write_all(&self.buf[..self.used])
+            && !self.buf.is_empty()
+            && let Err(e) = self.w.write_all(&self.buf)
         {
             self.err = Some(e);
         }
-        self.used = 0;
+        self.buf.clear();
     }
 }
 
 impl<W: Write> Out for StreamOut<'_, W> {
     fn put(&mut self, bytes: &[u8]) {
-        if self.used + bytes.len() > self.buf.len() {
+        if self.buf.len() + bytes.len() > self.cap {
             self.flush_buf();
-            if bytes.len() > self.buf.len() {
+            if bytes.len() > self.cap {
                 if self.err.is_none()
                     && let Err(e) = self.w.write_all(bytes)
                 {
@@ -71,21 +71,18 @@ impl<W: Write> Out for StreamOut<'_, W> {
                 return;
             }
         }
-        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
-        self.used += bytes.len();
+        self.buf.extend_from_slice(bytes);
     }
 
     fn put_base64(&mut self, data: &[u8]) {
         for piece in data.chunks(BASE64_PIECE) {
-            let n = crate::b64::encoded_len(piece.len());
-            if self.used + n > self.buf.len() {
+            if self.buf.len() + crate::b64::encoded_len(piece.len()) > self.cap {
                 self.flush_buf();
             }
             if self.err.is_some() {
                 return;
             }
-            crate::b64::encode_to_slice(piece, &mut self.buf[self.used..self.used + n]);
-            self.used += n;
+            crate::b64::encode_append(piece, &mut self.buf);
         }
     }
 }
@@ -107,8 +104,8 @@ pub fn write_value_to(
     let size = (prefix.len() + v.size_hint() + suffix.len()).min(STREAM_BUFFER);
     let mut out = StreamOut {
         w,
-        buf: vec![0; size],
-        used: 0,
+        buf: Vec::with_capacity(size),
+        cap: size,
         err: None,
     };
     out.put(prefix);
