@@ -122,6 +122,12 @@ fn cases() -> Vec<Case> {
             ),
             1,
         ),
+        // Outside any object: the agent once panicked on the oversized token's remains.
+        case(
+            "top-level string over 64 MiB",
+            repeat("\"", "a", (64 << 20) + 1, "\"{\"execute\":\"guest-ping\"}"),
+            2,
+        ),
         case(
             "3 Mi tokens",
             repeat("{\"execute\":\"guest-ping\",\"id\":[", "0,", 3 << 20, "0]}"),
