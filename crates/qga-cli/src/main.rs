@@ -112,8 +112,16 @@ enum Whence {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Check that the agent answers.
-    Ping,
+    /// Check that the agent answers; with --count, measure its reply time.
+    Ping {
+        /// Send this many guest-pings one after another and print the round-trip times
+        /// (min, p50, p99, max).
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
+        /// With --count: milliseconds to wait between pings.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        interval: u64,
+    },
     /// The agent's version and commands.
     Info,
     /// Guest time (`time`), or set it: `time sync`, `time set NS`, `time from-rtc`.
@@ -527,9 +535,25 @@ fn run(cli: &Cli, c: &mut Conn, live: bool) -> Result<(String, u8), Failure> {
     let none = s::NoArgs {};
     let j = cli.json;
     let out = match &cli.command {
-        Cmd::Ping => {
+        Cmd::Ping { count: None, .. } => {
             c.execute::<s::GuestPing>(&none)?;
             if j { "{}".into() } else { "ok".into() }
+        }
+        Cmd::Ping {
+            count: Some(n),
+            interval,
+        } => {
+            let mut times = Vec::with_capacity(*n as usize);
+            for i in 0..*n {
+                if i > 0 && *interval > 0 {
+                    std::thread::sleep(Duration::from_millis(*interval));
+                }
+                let t = Instant::now();
+                c.execute::<s::GuestPing>(&none)?;
+                times.push(t.elapsed());
+            }
+            let st = output::PingStats::of(&mut times);
+            show(j, &st, output::ping_stats)
         }
         Cmd::Info => show(j, &c.execute::<s::GuestInfo>(&none)?, output::info),
         Cmd::Time { action } => match action {

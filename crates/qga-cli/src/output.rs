@@ -30,6 +30,54 @@ pub(crate) fn date(ns: i64) -> String {
     )
 }
 
+/// Round-trip times of `qga ping --count N`, in microseconds (nearest-rank percentiles).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct PingStats {
+    /// Pings answered.
+    pub count: usize,
+    /// Fastest.
+    pub min_us: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Slowest.
+    pub max_us: u64,
+}
+
+impl PingStats {
+    /// The statistics of `times` (sorted in place).
+    pub(crate) fn of(times: &mut [std::time::Duration]) -> PingStats {
+        times.sort_unstable();
+        let us = |d: Option<&std::time::Duration>| {
+            d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        };
+        // The smallest time that at least p% of the pings did not exceed.
+        let rank = |p: usize| us(times.get((times.len() * p).div_ceil(100).saturating_sub(1)));
+        PingStats {
+            count: times.len(),
+            min_us: us(times.first()),
+            p50_us: rank(50),
+            p99_us: rank(99),
+            max_us: us(times.last()),
+        }
+    }
+}
+
+/// `50 pings: min 0.041 ms, p50 0.052 ms, p99 0.210 ms, max 0.300 ms`.
+pub(crate) fn ping_stats(p: &PingStats) -> String {
+    let ms = |us: u64| format!("{}.{:03} ms", us / 1000, us % 1000);
+    format!(
+        "{} pings: min {}, p50 {}, p99 {}, max {}",
+        p.count,
+        ms(p.min_us),
+        ms(p.p50_us),
+        ms(p.p99_us),
+        ms(p.max_us)
+    )
+}
+
 /// A simple aligned table.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -475,6 +523,25 @@ pub(crate) fn inventory(rows: &[crate::fanout::InventoryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_ping_stats_nearest_rank() {
+        let mut t: Vec<std::time::Duration> = (1..=200u64)
+            .rev()
+            .map(std::time::Duration::from_micros)
+            .collect();
+        let p = PingStats::of(&mut t);
+        assert_eq!(
+            (p.count, p.min_us, p.p50_us, p.p99_us, p.max_us),
+            (200, 1, 100, 198, 200)
+        );
+        assert_eq!(
+            ping_stats(&p),
+            "200 pings: min 0.001 ms, p50 0.100 ms, p99 0.198 ms, max 0.200 ms"
+        );
+        let one = PingStats::of(&mut [std::time::Duration::from_micros(1500)]);
+        assert_eq!((one.p50_us, one.p99_us), (1500, 1500));
+    }
 
     #[test]
     fn test_time_formats_utc_date() {
