@@ -1331,7 +1331,19 @@ fn suspend_ram(ctx: &mut Ctx<'_>) -> Result<String, String> {
     c.set_timeout(Some(Duration::from_millis(1500)))
         .map_err(|e| e.to_string())?;
     // guest-suspend-ram has no success response: the next line must be the sync's.
-    crate::vm::sync_retry(c, Duration::from_secs(30)).map_err(|e| format!("after wakeup: {e}"))?;
+    if let Err(e) = crate::vm::sync_retry(c, Duration::from_secs(30)) {
+        let dmesg = ctx
+            .vm
+            .shell(
+                "cat /sys/devices/system/cpu/online; dmesg | tail -n 40",
+                Duration::from_secs(20),
+            )
+            .map_or_else(|e| format!("(no control shell: {})", e.0), |o| o.1);
+        return Err(format!(
+            "after wakeup: {e}; guest: {}",
+            dmesg.replace('\n', " | ")
+        ));
+    }
     let r = ok(ctx, &json!({"execute": "guest-ping"}))?;
     expect_eq("ping after wakeup", &r, &json!({}))?;
     Ok(format!(

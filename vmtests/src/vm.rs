@@ -178,6 +178,14 @@ impl Vm {
         }
         cmd.args(["-append", &append]);
         cmd.args(["-serial", &format!("file:{}", console_log.display())]);
+        // SeaBIOS's debug port: what the firmware did at boot and on each S3 resume.
+        let firmware_log = logs.join(format!("{}-firmware.log", options.name));
+        cmd.args([
+            "-chardev",
+            &format!("file,id=fwlog,path={}", firmware_log.display()),
+            "-device",
+            "isa-debugcon,iobase=0x402,chardev=fwlog",
+        ]);
         cmd.args([
             "-chardev",
             &format!("socket,id=isa1,path={},server=on,wait=off", p("isa.sock")),
