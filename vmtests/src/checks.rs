@@ -310,12 +310,17 @@ pub fn check_file_handles_after_restart(ctx: &mut Ctx<'_>) -> Result<String, Str
 
 /// guest-exec, then guest-exec-status until it exits; returns the final status.
 fn exec_wait(ctx: &mut Ctx<'_>, args: &Json) -> Result<Json, String> {
+    exec_wait_for(ctx, args, 20)
+}
+
+/// [`exec_wait`] with a time limit of `secs` seconds.
+pub(crate) fn exec_wait_for(ctx: &mut Ctx<'_>, args: &Json, secs: u64) -> Result<Json, String> {
     let r = ok(ctx, &json!({"execute": "guest-exec", "arguments": args}))?;
     let pid = r
         .get("pid")
         .and_then(Json::as_i64)
         .ok_or_else(|| format!("guest-exec: {r}"))?;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let st = ok(
             ctx,
@@ -325,7 +330,7 @@ fn exec_wait(ctx: &mut Ctx<'_>, args: &Json) -> Result<Json, String> {
             return Ok(st);
         }
         if Instant::now() > deadline {
-            return Err(format!("pid {pid} not exited after 20 s: {st}"));
+            return Err(format!("pid {pid} not exited after {secs} s: {st}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -11,6 +11,9 @@ pub struct TestEnv {
     pub kernel_dir: PathBuf,
     /// `QGA_VM_AGENT`: our agent, linked statically.
     pub agent: PathBuf,
+    /// `QGA_VM_CLIENT`: our `qga` client, linked statically, put in the guest as
+    /// `/usr/bin/qga` (unset: not in the image; the rows that need it fail).
+    pub client: Option<PathBuf>,
     /// `QGA_VM_REF_AGENT`: Debian's qemu-ga for the reference run (unset or empty: none).
     pub ref_agent: Option<PathBuf>,
     /// `QGA_VM_BUSYBOX`: a static busybox.
@@ -38,6 +41,10 @@ impl TestEnv {
         Ok(TestEnv {
             kernel_dir: var("QGA_VM_KERNEL_DIR")?.into(),
             agent: var("QGA_VM_AGENT")?.into(),
+            client: std::env::var("QGA_VM_CLIENT")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             ref_agent: std::env::var("QGA_VM_REF_AGENT")
                 .ok()
                 .filter(|s| !s.is_empty())

@@ -345,3 +345,104 @@ fn plug_and_wait(ctx: &mut Ctx<'_>) -> Result<String, String> {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The guest side of [`check_several_clients`]: a second agent on a unix socket, a 10 s exec
+/// on one connection in the background, pings measured on another meanwhile, a file handle
+/// opened on one connection and read on another, idle pings after; one `key: value` line
+/// per result.
+const SEVERAL_CLIENTS: &str = r#"
+d=/run/qga-multi; s=/run/qga-multi.sock
+rm -rf $d $s; mkdir -p $d; : >$d/empty.conf
+echo hello-from-another-connection >$d/file
+QGA_CONF=$d/empty.conf qemu-ga -m unix-listen -p $s -t $d -f $d/pid -d || { echo "start: failed"; exit 1; }
+i=0; while [ ! -S $s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+q="qga -s $s --timeout 5"
+up() { cut -d' ' -f1 /proc/uptime; }
+echo "slow-start: $(up)"
+# (no --timeout here: qga's global --timeout also sets exec's --timeout)
+( qga -s $s exec -- sleep 10 >$d/slow.out 2>&1; echo "slow: exit $? at $(up)" >$d/slow.status ) &
+slow=$!
+sleep 1
+echo "pings: $($q --json ping --count 100 2>&1 | tr -d '\n')"
+if kill -0 $slow 2>/dev/null; then echo "slow-running-after-pings: yes"; else echo "slow-running-after-pings: no"; fi
+h=$($q file open $d/file 2>&1)
+echo "handle: $h"
+case $h in
+  *[!0-9]*|'') ;;
+  *) echo "read: $($q file read $h 2>&1)"; $q file close $h >/dev/null 2>&1 ;;
+esac
+wait $slow
+cat $d/slow.status
+echo "slow-output: $(tr '\n' ' ' <$d/slow.out)"
+echo "pings-idle: $($q --json ping --count 100 2>&1 | tr -d '\n')"
+kill $(cat $d/pid) 2>/dev/null
+rm -f $s
+"#;
+
+/// Several clients at once (docs/extensions.md section 1), in the guest: a second agent
+/// listening on a unix socket, driven by the static `qga` client inside the guest (started
+/// through guest-exec on the agent under test). While one connection runs a 10 s exec,
+/// another measures 100 guest-pings; a handle opened on one connection is read on another.
+/// qemu-ga serves one client at a time: the pings get no answer (an expected difference).
+pub fn check_several_clients(ctx: &mut Ctx<'_>) -> Result<String, String> {
+    let st = crate::checks::exec_wait_for(
+        ctx,
+        &json!({"path": "/bin/sh", "arg": ["-c", SEVERAL_CLIENTS], "capture-output": true}),
+        60,
+    )?;
+    let out = st.get("out-data").map_or(Ok(String::new()), text)?;
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+            .ok_or_else(|| format!("no `{key}` in the guest's output: {out:?}"))
+    };
+    let stats = |key: &str| -> Result<Json, String> {
+        let v = field(key)?;
+        serde_json::from_str::<Json>(v).map_err(|_| format!("{key}: {v}"))
+    };
+    let ms = |p: &Json, k: &str| p[k].as_f64().unwrap_or(f64::NAN) / 1000.0;
+    let pings = stats("pings")?;
+    if pings["count"] != json!(100) {
+        return Err(format!("pings while the exec ran: {pings}"));
+    }
+    // Generous bounds: TCG on a shared host; a served ping takes milliseconds, a queued one
+    // the rest of the exec.
+    if !(ms(&pings, "p50-us") < 500.0 && ms(&pings, "max-us") < 3000.0) {
+        return Err(format!("pings too slow while the exec ran: {pings}"));
+    }
+    expect_eq(
+        "the exec still running after the pings",
+        &json!(field("slow-running-after-pings")?),
+        &json!("yes"),
+    )?;
+    let handle = field("handle")?;
+    expect_eq(
+        &format!("handle {handle} read on another connection"),
+        &json!(field("read")?),
+        &json!("hello-from-another-connection"),
+    )?;
+    let start: f64 = field("slow-start")?.parse().map_err(|_| out.clone())?;
+    let slow = field("slow")?;
+    let (status, end) = slow
+        .strip_prefix("exit ")
+        .and_then(|r| r.split_once(" at "))
+        .ok_or_else(|| format!("slow: {slow}"))?;
+    let end: f64 = end.parse().map_err(|_| format!("slow: {slow}"))?;
+    if status != "0" || end - start < 10.0 {
+        return Err(format!(
+            "the 10 s exec: exit {status} after {:.1} s: {}",
+            end - start,
+            field("slow-output").unwrap_or_default()
+        ));
+    }
+    let idle = stats("pings-idle")?;
+    Ok(format!(
+        "second agent on /run/qga-multi.sock; 100 pings while another connection's 10 s exec ran: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (idle after: p50 {:.2} ms, p99 {:.2} ms); handle {handle} opened on one connection, read on another; exec exit 0 after {:.1} s",
+        ms(&pings, "p50-us"),
+        ms(&pings, "p99-us"),
+        ms(&pings, "max-us"),
+        ms(&idle, "p50-us"),
+        ms(&idle, "p99-us"),
+        end - start
+    ))
+}

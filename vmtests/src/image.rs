@@ -489,6 +489,10 @@ pub fn build(env: &TestEnv) -> Result<Image, Error> {
     // the agents
     a.file("usr/libexec/qga/respawn", 0o755, RESPAWN);
     a.file("usr/libexec/qga/qemu-ga.ours", 0o755, read(&env.agent)?);
+    // Our client, for the checks that need clients inside the guest (several-clients).
+    if let Some(client) = &env.client {
+        a.file("usr/bin/qga", 0o755, read(client)?);
+    }
     let has_reference = match &env.ref_agent {
         Some(reference) => {
             add_dynamic(&mut a, "usr/libexec/qga/qemu-ga.reference", reference)?;

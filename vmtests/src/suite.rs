@@ -74,6 +74,9 @@ pub struct Check {
     pub command: Option<&'static str>,
     /// What it does.
     pub kind: CheckKind,
+    /// Runs on this transport only (a check of the guest, not of the transport), skipped on
+    /// the others; `None`: on every transport.
+    pub only_on: Option<Transport>,
 }
 
 /// How a check runs.
@@ -97,6 +100,7 @@ const fn run(name: &'static str, command: &'static str, f: CheckFn) -> Check {
         name,
         command: Some(command),
         kind: CheckKind::Run(f),
+        only_on: None,
     }
 }
 
@@ -105,6 +109,15 @@ const fn proto(name: &'static str, f: CheckFn) -> Check {
         name,
         command: None,
         kind: CheckKind::Run(f),
+        only_on: None,
+    }
+}
+
+/// A protocol-table row that runs on one transport only.
+const fn proto_on(name: &'static str, transport: Transport, f: CheckFn) -> Check {
+    Check {
+        only_on: Some(transport),
+        ..proto(name, f)
     }
 }
 
@@ -122,6 +135,7 @@ const fn error(
             class,
             desc,
         },
+        only_on: None,
     }
 }
 
@@ -592,6 +606,11 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
     proto(
         "hotplug-online.cpu-and-dimm",
         crate::ext_checks::check_hotplug_online,
+    ),
+    proto_on(
+        "several-clients.unix-listen",
+        Transport::VirtioSerial,
+        crate::ext_checks::check_several_clients,
     ),
 ];
 
@@ -1241,14 +1260,18 @@ pub fn run_suite(
         }
     }
     for check in PROTOCOL_CHECKS {
-        if chosen(check.name) {
-            out.push(run_check(&mut ctx, check));
-        } else {
-            out.push(result(
+        match check.only_on {
+            _ if !chosen(check.name) => out.push(result(
                 check.name,
                 Outcome::Skip,
                 "not in QGA_VM_ONLY".into(),
-            ));
+            )),
+            Some(t) if t != transport => out.push(result(
+                check.name,
+                Outcome::Skip,
+                format!("runs once, on {}", t.name()),
+            )),
+            _ => out.push(run_check(&mut ctx, check)),
         }
     }
     out

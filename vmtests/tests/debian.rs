@@ -31,6 +31,7 @@ fn dpkg_replaces_qemu_guest_agent_in_a_debian_guest() {
     let env = TestEnv {
         kernel_dir: img.dir.clone(),
         agent: deb.clone(),
+        client: None,
         ref_agent: None,
         busybox: PathBuf::new(),
         work: var("QGA_VM_WORK"),
