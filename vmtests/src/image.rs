@@ -332,7 +332,10 @@ fi
 mkdir -p /run/qga-isa
 # The storage boot (vmtests/src/storage_buses.rs): both agents run the fsfreeze hook.
 case "$cmdline" in
-  *" qga.storage=1 "*) printf '[general]\nfsfreeze-hook=/etc/qemu/fsfreeze-hook\n' >/etc/qemu/qemu-ga.conf ;;
+  *" qga.storage=1 "*)
+    printf '[general]\nfsfreeze-hook=/etc/qemu/fsfreeze-hook\n' >/etc/qemu/qemu-ga.conf
+    # ours keeps hotplug-online: the hotplug row runs in this boot (no S3 follows)
+    if [ $agent = ours ]; then echo hotplug-online=true >>/etc/qemu/qemu-ga.conf; fi ;;
 esac
 echo "qga-vm: sysinit done (agent $agent)" >/dev/console
 "#;

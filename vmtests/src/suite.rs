@@ -603,10 +603,6 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
     proto("reconnect.host", check_host_reconnect),
     proto("reconnect.queued-replies", check_queued_replies),
     proto("restart.agent", check_agent_restart),
-    proto(
-        "hotplug-online.cpu-and-dimm",
-        crate::ext_checks::check_hotplug_online,
-    ),
     proto_on(
         "several-clients.unix-listen",
         Transport::VirtioSerial,

@@ -1,7 +1,7 @@
 //! The storage suite: one boot per agent with a disk on every bus QEMU emulates and a
 //! device-mapper device (`storage_buses.rs`); guest-get-fsinfo and guest-get-disks checked
 //! against QEMU's command line, compared bus by bus with the reference qemu-ga, and the
-//! freeze hook, a SIGKILL while frozen and the freeze watchdog.
+//! freeze hook, a SIGKILL while frozen, the freeze watchdog, and `hotplug-online`.
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +12,21 @@ use qga_vmtests::storage_buses::{self as sb, Replies};
 use qga_vmtests::suite::{CheckFn, CheckResult, Ctx, Outcome};
 use qga_vmtests::vm::{self, Accel, Flavour, Transport, Vm, VmOptions};
 
-/// The checks after the per-bus ones, in order: the serial from a udev database entry, then
-/// the freeze checks that need the configured agent (the watchdog last: it leaves the
-/// watchdog configured).
-const FREEZE_CHECKS: &[(&str, CheckFn)] = &[
+/// The checks after the per-bus ones, in order: the serial from a udev database entry, the
+/// freeze checks that need the configured agent (the watchdog last of them: it leaves the
+/// watchdog configured), then the CPU and DIMM hot-add of `hotplug-online`, here because
+/// this boot neither suspends nor reboots: after a CPU hot-add the guest no longer resumes
+/// from S3 (see `check_hotplug_online`).
+const LATE_CHECKS: &[(&str, CheckFn)] = &[
     ("udev-db.serial", sb::check_udev_serial),
     ("fsfreeze-hook", sb::check_hook_calls),
     ("fsfreeze-hook.failure", sb::check_hook_failure),
     ("fsfreeze.kill-while-frozen", sb::check_kill_while_frozen),
     ("fsfreeze.watchdog", sb::check_watchdog),
+    (
+        "hotplug-online.cpu-and-dimm",
+        qga_vmtests::ext_checks::check_hotplug_online,
+    ),
 ];
 
 fn result(name: &str, r: Result<String, String>, t: Instant) -> CheckResult {
@@ -83,7 +89,7 @@ fn run_flavour(
     run.results.push(result("setup", r, t));
     let (rows, replies) = sb::bus_checks(&mut ctx, &found, flavour == Flavour::Ours);
     run.results.extend(rows);
-    for (name, f) in FREEZE_CHECKS {
+    for (name, f) in LATE_CHECKS {
         let t = Instant::now();
         let r = f(&mut ctx);
         if r.is_err() {
