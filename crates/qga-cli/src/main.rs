@@ -27,6 +27,7 @@ Examples:
   qga -d web1 osinfo                       a libvirt guest, by domain name
   qga --all inventory                      every libvirt guest: host name, OS, IPs, agent
   qga -s vsock:3:1234 ping                 an agent listening on vsock
+  qga -s vm.sock ping --count 100          reply times: min, p50, p99, max
   qga -s /dev/pts/5 hostname               a serial channel (pty of a chardev)
   qga -s libvirt:web1 users                a libvirt guest through virsh
   qga -s vm.sock exec -- uname -a          run a command, exit with its code
