@@ -25,6 +25,35 @@ fn test_ping_info_osinfo_and_json() {
 }
 
 #[test]
+fn test_ping_count_prints_reply_times() {
+    let a = agent();
+    let (code, out, err) = qga(&a.sock, &["ping", "--count", "20", "--interval", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let rest = out
+        .strip_prefix("20 pings: min ")
+        .unwrap_or_else(|| panic!("{out}"));
+    let ms: Vec<f64> = rest
+        .trim_end()
+        .split(", ")
+        .map(|f| {
+            let f = f.strip_suffix(" ms").unwrap_or(f);
+            let f = f.rsplit(' ').next().unwrap_or(f);
+            f.parse().unwrap_or_else(|_| panic!("{out}"))
+        })
+        .collect();
+    // min <= p50 <= p99 <= max, and a local agent answers well within a second.
+    assert_eq!(ms.len(), 4, "{out}");
+    assert!(
+        ms.windows(2).all(|w| w[0] <= w[1]) && ms[3] < 1000.0,
+        "{out}"
+    );
+    let (_, json, _) = qga(&a.sock, &["--json", "ping", "--count", "3"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["count"], 3, "{json}");
+    assert!(v["p50-us"].as_u64().unwrap() <= v["max-us"].as_u64().unwrap());
+}
+
+#[test]
 fn test_exec_exit_code_output_and_stdin() {
     let a = agent();
     let (code, out, err) = qga(
