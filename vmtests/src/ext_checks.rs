@@ -357,7 +357,7 @@ i=0; while [ ! -S $s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 q="qga -s $s --timeout 5"
 up() { cut -d' ' -f1 /proc/uptime; }
 echo "slow-start: $(up)"
-# (no --timeout here: qga's global --timeout also sets exec's --timeout)
+# (the command's own time limit would be exec --timeout; none is needed here)
 ( qga -s $s exec -- sleep 10 >$d/slow.out 2>&1; echo "slow: exit $? at $(up)" >$d/slow.status ) &
 slow=$!
 sleep 1

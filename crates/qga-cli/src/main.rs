@@ -14,7 +14,7 @@ mod output;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use qga_client::{Channel, Client, ClientError, Target};
@@ -71,8 +71,9 @@ struct Cli {
     /// Print the agent's JSON return value instead of the human form.
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for each reply.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", global = true)]
+    /// Seconds to wait for each reply; given before the command (`qga --timeout 60 fsinfo`),
+    /// so that `exec --timeout`, the command's own time limit, stays a separate option.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     timeout: u64,
     #[command(subcommand)]
     command: Cmd,

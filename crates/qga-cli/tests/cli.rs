@@ -72,6 +72,29 @@ fn test_exec_exit_code_output_and_stdin() {
     assert_eq!(out, "from a file\n");
 }
 
+/// The reply timeout (`qga --timeout`) and exec's time limit (`exec --timeout`) are separate
+/// options: a 2 s reply timeout does not kill a 3 s command (it once did), exec's own limit
+/// does.
+#[test]
+fn test_reply_timeout_is_not_execs_time_limit() {
+    let a = agent();
+    let (code, out, err) = qga(
+        &a.sock,
+        &[
+            "--timeout",
+            "2",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "sleep 3; echo done",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "done\n"), "{err}");
+    let (code, _, err) = qga(&a.sock, &["exec", "--timeout", "1", "--", "sleep", "5"]);
+    assert_eq!(code, 128 + 9, "{err}");
+}
+
 #[test]
 fn test_cp_both_ways_verified() {
     let a = agent();
