@@ -403,7 +403,7 @@ impl From<ClientError> for Failure {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                "the agent did not answer in time: is qemu-ga running in the guest? (check with `systemctl status qemu-guest-agent` inside; try a larger --timeout)".into()
+                "the agent did not answer in time: is qemu-ga running in the guest? (check with `systemctl status qemu-guest-agent` inside; try a larger `qga --timeout SECONDS` before the command)".into()
             }
             ClientError::Closed => {
                 "the channel closed: another client may hold it, or the guest's agent stopped"
