@@ -80,7 +80,8 @@ pub fn audit_summary(name: &str, args: &Dict) -> String {
         line.push_str(if i == 0 { ", " } else { " " });
         let shown = match value {
             Value::Str(t) if REDACTED.contains(&key.as_str()) => format!("<{} bytes>", t.len()),
-            Value::Bytes(b) => format!("<{} bytes>", b.len()),
+            // Data the parser held decoded: the size of its text, as for a string.
+            Value::Bytes(b) => format!("<{} bytes>", qga_proto::b64::encoded_len(b.len())),
             Value::Str(t) if t.chars().count() > 64 => {
                 format!("{:?}...", t.chars().take(64).collect::<String>())
             }

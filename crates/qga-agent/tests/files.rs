@@ -44,6 +44,7 @@ fn write(c: &mut C, handle: i64, b64: &str) -> Result<files::GuestFileWrite, Cli
         handle,
         buf_b64: b64.into(),
         count: None,
+        decoded: None,
     })
 }
 
@@ -178,7 +179,8 @@ fn test_file_errors_exact_texts() {
         err_text(c.execute::<GuestFileWrite>(&FileWriteArgs {
             handle: w,
             buf_b64: "aGVsbG8=".into(),
-            count: Some(99)
+            count: Some(99),
+            decoded: None,
         })),
         "value '99' is invalid for argument count"
     );

@@ -833,6 +833,7 @@ fn file(j: bool, c: &mut Conn, f: &FileCmd) -> Result<String, Failure> {
                 handle: *handle,
                 buf_b64: b64::encode(&bytes),
                 count: None,
+                decoded: None,
             })?;
             show(j, &r, |r| format!("{} bytes written", r.count))
         }

@@ -253,7 +253,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
             Value::UInt(u) => visitor.visit_u64(*u),
             Value::Double(d) => visitor.visit_f64(*d),
             Value::Str(s) => visitor.visit_borrowed_str(s),
-            Value::Bytes(_) => return Err(self.type_err("string")),
+            // A string held decoded: its text (only guest-file-write's data is handed on
+            // decoded, and that command takes it before this deserializer sees it).
+            Value::Bytes(b) => visitor.visit_string(crate::b64::encode(b)),
             Value::List(_) => return self.deserialize_seq(visitor),
             Value::Dict(_) => return self.deserialize_map(visitor),
         };
@@ -306,6 +308,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
         match self.get()? {
             Value::Str(s) => visitor
                 .visit_borrowed_str(s)
+                .map_err(|e: ArgError| e.at(&self.path)),
+            Value::Bytes(b) => visitor
+                .visit_string(crate::b64::encode(b))
                 .map_err(|e: ArgError| e.at(&self.path)),
             _ => Err(self.type_err("string")),
         }

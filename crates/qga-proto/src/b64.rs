@@ -33,6 +33,43 @@ pub fn encode_append(bytes: &[u8], out: &mut Vec<u8>) {
     STANDARD.encode_append(bytes, out);
 }
 
+/// Decodes whole unpadded groups of alphabet characters over themselves; the bytes are at
+/// the start of `text` afterwards. `None` (and `text` untouched) if it is anything else.
+pub fn decode_canonical_in_place(text: &mut [u8]) -> Option<usize> {
+    if !text.len().is_multiple_of(4) || text.last() == Some(&b'=') || STANDARD.check(text).is_err()
+    {
+        return None;
+    }
+    STANDARD.decode_inplace(text).ok().map(|d| d.len())
+}
+
+/// Appends the bytes of whole unpadded groups of alphabet characters to `out`; false (and
+/// `out` untouched) if `text` is anything else.
+pub fn decode_canonical_append_unpadded(text: &[u8], out: &mut Vec<u8>) -> bool {
+    if !text.len().is_multiple_of(4) || text.last() == Some(&b'=') || STANDARD.check(text).is_err()
+    {
+        return false;
+    }
+    STANDARD.decode_append(text, out).is_ok()
+}
+
+/// Appends the bytes of one group of four characters, padded or not, if it is canonical:
+/// the bytes encode back to exactly this text (so no stray bits after a padded group's
+/// data). False, and `out` untouched, otherwise.
+pub fn decode_canonical_append(group: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    if group.len() != 4 || STANDARD.decode_append(group, out).is_err() {
+        out.truncate(start);
+        return false;
+    }
+    let mut again = [0u8; 4];
+    if encode_to_slice(&out[start..], &mut again) != 4 || again != group {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
 /// Decodes canonical base64 (whole padded groups, alphabet only) into the start of `out`;
 /// `None` if `text` is not canonical or `out` is too small. Whole canonical groups decode the
 /// same as with [`decode`], so a caller can decode a long text group-aligned piece by piece

@@ -25,9 +25,46 @@ pub struct EnvelopeError {
     pub id: Option<Value>,
 }
 
+/// The one argument whose value stays decoded when the parser decoded it (a long canonical
+/// base64 string): guest-file-write's data, which its command takes as bytes.
+pub const DECODED_ARGUMENT: &str = "buf-b64";
+
+/// Turns every string the parser held decoded back into its text, except the top-level
+/// argument [`DECODED_ARGUMENT`]: every other consumer sees exactly the text that arrived
+/// (the canonical encoding of the bytes is that text).
+fn keep_decoded_argument_only(msg: &mut Value) {
+    fn to_text(v: &mut Value) {
+        match v {
+            Value::Bytes(b) => {
+                let text = crate::b64::encode(b);
+                *v = Value::Str(text);
+            }
+            Value::List(items) => items.iter_mut().for_each(to_text),
+            Value::Dict(d) => d.entries.iter_mut().for_each(|(_, v)| to_text(v)),
+            _ => {}
+        }
+    }
+    let Value::Dict(d) = msg else {
+        return to_text(msg);
+    };
+    for (name, v) in d.entries.iter_mut() {
+        match (name.as_str(), v) {
+            ("arguments", Value::Dict(args)) => {
+                for (arg, v) in args.entries.iter_mut() {
+                    if arg != DECODED_ARGUMENT || !matches!(v, Value::Bytes(_)) {
+                        to_text(v);
+                    }
+                }
+            }
+            (_, v) => to_text(v),
+        }
+    }
+}
+
 /// Checks a parsed message and splits it into its members. Members are checked in the
 /// order QEMU iterates them, so a request with several faults gets the same error.
-pub fn parse_request(msg: Value) -> Result<Request, EnvelopeError> {
+pub fn parse_request(mut msg: Value) -> Result<Request, EnvelopeError> {
+    keep_decoded_argument_only(&mut msg);
     let Value::Dict(mut dict) = msg else {
         return Err(EnvelopeError {
             error: QgaError::generic("QMP input must be a JSON object"),

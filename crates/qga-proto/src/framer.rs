@@ -223,6 +223,38 @@ mod tests {
         }
     }
 
+    /// A guest-file-write of any size in any chunking is one message; a long payload comes
+    /// decoded, and the envelope keeps only that argument decoded (a long base64 id is text
+    /// again, the same text).
+    #[test]
+    fn test_large_write_request_in_any_chunking() {
+        for size in [4095usize, 65536, 100_000, 1 << 20] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let text = crate::b64::encode(&data);
+            let msg = format!(
+                "{{\"execute\":\"guest-file-write\",\"id\":\"{text}\",\"arguments\":{{\"handle\":5,\"buf-b64\":\"{text}\"}}}}\n"
+            );
+            for chunk in [65536usize, 4096, 1000, 7] {
+                let mut f = Framer::new();
+                let mut frames = Vec::new();
+                for c in msg.as_bytes().chunks(chunk) {
+                    f.feed(c, &mut |fr| frames.push(fr));
+                }
+                let [Frame::Message(v)] = frames.as_slice() else {
+                    panic!("size {size} chunk {chunk}: {frames:?}");
+                };
+                let req = crate::envelope::parse_request(v.clone()).unwrap();
+                assert_eq!(req.id, Some(Value::Str(text.clone())));
+                let got = req.arguments.get("buf-b64");
+                if text.len() >= crate::lexer::B64_FROM {
+                    assert_eq!(got, Some(&Value::Bytes(data.clone())));
+                } else {
+                    assert_eq!(got, Some(&Value::Str(text.clone())));
+                }
+            }
+        }
+    }
+
     #[test]
     fn test_scalar_is_a_message() {
         assert_eq!(errs(b"1 "), ["msg Int(1)"]);

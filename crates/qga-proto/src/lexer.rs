@@ -18,6 +18,9 @@ pub(crate) enum TokenKind {
     /// A string token whose body is printable ASCII without escapes (a base64 payload, say),
     /// given without its quotes: its text is the string's value as it is.
     PlainString,
+    /// A long string whose body is canonical base64 (a guest-file-write payload), decoded as
+    /// it arrived: its "text" is the bytes the base64 stands for (see [`B64_FROM`]).
+    B64String,
     /// A byte that cannot continue or start a token here; the text is the partial token.
     Error,
     /// A token longer than the size limit (its text is not kept).
@@ -60,6 +63,69 @@ enum Step {
 /// Longest token the lexer accumulates (QEMU's limit: 64 MiB).
 pub(crate) const MAX_TOKEN_SIZE: usize = 64 << 20;
 
+/// Text length from which a plain string is decoded as base64 while it arrives, so that a
+/// payload of tens of MiB is held once, decoded, instead of as text that is scanned,
+/// copied and decoded again after the message is complete. Shorter strings stay text.
+pub(crate) const B64_FROM: usize = 64 * 1024;
+
+/// Whether `c` is one of base64's 64 alphabet characters.
+fn is_b64_alphabet(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+/// Length of the longest prefix of `text` made of whole groups of four alphabet characters.
+/// The usual answers are found with the vectorised check: all of it, or all but a last group
+/// that holds padding; anything else is looked for byte by byte.
+fn alphabet_groups(text: &[u8]) -> usize {
+    let whole = text.len() / 4 * 4;
+    let unpadded = |t: &[u8]| t.last() != Some(&b'=') && base64_simd::STANDARD.check(t).is_ok();
+    if unpadded(&text[..whole]) {
+        return whole;
+    }
+    if whole >= 4 && unpadded(&text[..whole - 4]) {
+        return whole - 4;
+    }
+    text.iter()
+        .position(|&c| !is_b64_alphabet(c))
+        .unwrap_or(text.len())
+        / 4
+        * 4
+}
+
+/// The undecoded end of a string being decoded: at most one group of four characters,
+/// alphabet characters possibly followed by `=` padding (a group with padding can only
+/// be the last one).
+#[derive(Debug, Default)]
+struct Pending {
+    chars: [u8; 4],
+    len: usize,
+}
+
+impl Pending {
+    fn as_slice(&self) -> &[u8] {
+        &self.chars[..self.len]
+    }
+
+    fn padded(&self) -> bool {
+        self.as_slice().contains(&b'=')
+    }
+
+    /// Takes one more character; false if the text is then not canonical base64.
+    fn push(&mut self, c: u8) -> bool {
+        let ok = self.len < 4
+            && if c == b'=' {
+                self.len >= 2
+            } else {
+                is_b64_alphabet(c) && !self.padded()
+            };
+        if ok {
+            self.chars[self.len] = c;
+            self.len += 1;
+        }
+        ok
+    }
+}
+
 /// The lexer: feed bytes, receive tokens through a callback.
 #[derive(Debug)]
 pub(crate) struct Lexer {
@@ -71,10 +137,18 @@ pub(crate) struct Lexer {
     open_quote: Option<u8>,
     /// In a string: everything so far is printable ASCII without escapes.
     plain: bool,
+    /// In a long plain string: decoding as base64 while it arrives; `token` then holds the
+    /// decoded bytes (whole groups) and this the characters after them.
+    b64: Option<Pending>,
+    /// This string turned out not to be canonical base64: it stays text.
+    b64_refused: bool,
     /// The current token passed the size limit: keep lexing it, but drop its text.
     overflowed: bool,
     /// Longest token kept ([`MAX_TOKEN_SIZE`] unless configured).
     pub(crate) max_token: usize,
+    /// Text length from which plain strings are decoded as they arrive ([`B64_FROM`]; the
+    /// tests lower it to reach every path with short strings).
+    pub(crate) b64_from: usize,
 }
 
 fn step(state: State, ch: u8) -> Step {
@@ -181,8 +255,11 @@ impl Lexer {
             token: Vec::new(),
             open_quote: None,
             plain: false,
+            b64: None,
+            b64_refused: false,
             overflowed: false,
             max_token: MAX_TOKEN_SIZE,
+            b64_from: B64_FROM,
         }
     }
 
@@ -192,6 +269,8 @@ impl Lexer {
         self.token.clear();
         self.open_quote = None;
         self.plain = false;
+        self.b64 = None;
+        self.b64_refused = false;
         self.overflowed = false;
     }
 
@@ -210,7 +289,7 @@ impl Lexer {
                 let (run, ascii) = crate::scan::string_body_run(&bytes[i..], quote);
                 if run > 0 {
                     self.plain &= ascii;
-                    self.push_text(&bytes[i..i + run], sink);
+                    self.push_string_run(&bytes[i..i + run], sink);
                     i += run;
                     continue;
                 }
@@ -220,23 +299,150 @@ impl Lexer {
         }
     }
 
-    fn push_text(&mut self, text: &[u8], sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+    /// The token's length as QEMU counts it: the text of what was decoded, and the opening
+    /// quote held aside, included.
+    fn text_len(&self) -> usize {
+        let body = match &self.b64 {
+            Some(p) => self.token.len() / 3 * 4 + p.len,
+            None => self.token.len(),
+        };
+        body + usize::from(self.open_quote.is_some())
+    }
+
+    /// Whether `more` bytes of text fit under the token limit; if not, reports the overflow.
+    fn fits(&mut self, more: usize, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) -> bool {
         if self.overflowed {
+            return false;
+        }
+        if self.text_len() + more > self.max_token {
+            self.overflow(sink);
+            return false;
+        }
+        true
+    }
+
+    fn push_text(&mut self, text: &[u8], sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+        if self.fits(text.len(), sink) {
+            self.token.extend_from_slice(text);
+        }
+    }
+
+    /// A run of a string's body (printable, no quote or backslash).
+    fn push_string_run(&mut self, text: &[u8], sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+        if !self.fits(text.len(), sink) {
             return;
         }
-        // The token's length as QEMU counts it: the opening quote held aside included.
-        let len = self.token.len() + usize::from(self.open_quote.is_some());
-        let room = self.max_token + 1 - len.min(self.max_token + 1);
-        if text.len() < room {
-            self.token.extend_from_slice(text);
-        } else {
-            self.overflow(sink);
+        if self.b64.is_some() {
+            let used = self.b64_take(text);
+            if used < text.len() {
+                self.leave_b64();
+                self.token.extend_from_slice(&text[used..]);
+            }
+            return;
         }
+        self.token.extend_from_slice(text);
+        if self.plain && !self.b64_refused && self.token.len() >= self.b64_from {
+            self.enter_b64();
+        }
+    }
+
+    /// Starts decoding a plain string's text as base64, if it is canonical so far.
+    fn enter_b64(&mut self) {
+        let whole = alphabet_groups(&self.token);
+        let mut pending = Pending::default();
+        if !self.token[whole..].iter().all(|&c| pending.push(c)) {
+            self.b64_refused = true;
+            return;
+        }
+        match crate::b64::decode_canonical_in_place(&mut self.token[..whole]) {
+            Some(n) => {
+                self.token.truncate(n);
+                self.b64 = Some(pending);
+            }
+            None => self.b64_refused = true,
+        }
+    }
+
+    /// Decodes what it can of `text` into the token; returns how much of it was taken
+    /// (less than all: the string is not canonical base64 from there on).
+    fn b64_take(&mut self, text: &[u8]) -> usize {
+        let Some(pending) = self.b64.as_mut() else {
+            return 0;
+        };
+        let mut i = 0;
+        // Complete the pending group.
+        while pending.len > 0 && pending.len < 4 && i < text.len() {
+            if !pending.push(text[i]) {
+                return i;
+            }
+            i += 1;
+        }
+        if pending.len == 4 {
+            if pending.padded() {
+                // The last group; anything after it is not canonical.
+                return i;
+            }
+            if !crate::b64::decode_canonical_append(pending.as_slice(), &mut self.token) {
+                return i;
+            }
+            *pending = Pending::default();
+        }
+        // Whole groups straight from the input, up to the first character that is not in
+        // the alphabet (padding included: it stays pending until the string ends).
+        let rest = &text[i..];
+        let take = alphabet_groups(rest);
+        if !crate::b64::decode_canonical_append_unpadded(&rest[..take], &mut self.token) {
+            return i;
+        }
+        i += take;
+        while i < text.len() {
+            if pending.len == 4 || !pending.push(text[i]) {
+                return i;
+            }
+            i += 1;
+        }
+        if pending.len == 4 && !pending.padded() {
+            if !crate::b64::decode_canonical_append(pending.as_slice(), &mut self.token) {
+                return i - 4;
+            }
+            *pending = Pending::default();
+        }
+        i
+    }
+
+    /// Gives up decoding: the token becomes the text again (the canonical encoding of what
+    /// was decoded is exactly the text it came from).
+    fn leave_b64(&mut self) {
+        if let Some(pending) = self.b64.take() {
+            let mut text = Vec::with_capacity(crate::b64::encoded_len(self.token.len()) + 4);
+            crate::b64::encode_append(&self.token, &mut text);
+            text.extend_from_slice(pending.as_slice());
+            self.token = text;
+        }
+        self.b64_refused = true;
+    }
+
+    /// At the closing quote of a string being decoded: true if the whole string was
+    /// canonical base64 and `token` now holds all its bytes.
+    fn finish_b64(&mut self) -> bool {
+        let Some(pending) = self.b64.as_ref() else {
+            return false;
+        };
+        if pending.len == 0
+            || (pending.len == 4
+                && crate::b64::decode_canonical_append(pending.as_slice(), &mut self.token))
+        {
+            self.b64 = None;
+            return true;
+        }
+        self.leave_b64();
+        false
     }
 
     /// QEMU reports a token as soon as it grows past the limit; its text is dropped.
     fn overflow(&mut self, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
         self.overflowed = true;
+        self.b64 = None;
         self.token.clear();
         self.token.shrink_to_fit();
         sink(TokenKind::TooLong, &mut Vec::new());
@@ -253,6 +459,10 @@ impl Lexer {
     }
 
     fn feed_byte(&mut self, ch: u8, sink: &mut impl FnMut(TokenKind, &mut Vec<u8>)) {
+        if self.b64.is_some() && !matches!(step(self.state, ch), Step::Emit(TokenKind::String)) {
+            // An escape or an error inside the string: it is text again.
+            self.leave_b64();
+        }
         loop {
             match step(self.state, ch) {
                 Step::Go(next @ (State::DqString | State::SqString))
@@ -280,11 +490,14 @@ impl Lexer {
                 Step::Emit(TokenKind::String) if self.plain && self.open_quote.is_some() => {
                     // The closing quote of a plain string: the text is the value. Both quotes
                     // count against the limit, as if they were in the text.
-                    if !self.overflowed && self.token.len() + 2 > self.max_token {
-                        self.overflow(sink);
-                    }
+                    self.fits(1, sink);
                     self.open_quote = None;
-                    self.finish(TokenKind::PlainString, sink);
+                    let kind = if !self.overflowed && self.finish_b64() {
+                        TokenKind::B64String
+                    } else {
+                        TokenKind::PlainString
+                    };
+                    self.finish(kind, sink);
                     return;
                 }
                 Step::Emit(kind) => {
@@ -303,6 +516,7 @@ impl Lexer {
                         sink(TokenKind::Error, &mut self.token);
                     }
                     self.token.clear();
+                    self.b64_refused = false;
                     self.overflowed = false;
                     self.state = State::Recovery;
                     return;
@@ -323,6 +537,8 @@ impl Lexer {
         self.token.clear();
         self.open_quote = None;
         self.plain = false;
+        self.b64 = None;
+        self.b64_refused = false;
         self.overflowed = false;
         self.state = State::Start;
     }
@@ -392,6 +608,115 @@ mod tests {
             }
             assert_eq!(out, lex(whole), "cut at {cut}");
         }
+    }
+
+    /// Lexes `input` cut at `cuts` with decoding from `b64_from`.
+    fn lex_cut(
+        input: &[u8],
+        cuts: &[usize],
+        b64_from: usize,
+        max: usize,
+    ) -> Vec<(TokenKind, Vec<u8>)> {
+        let mut lexer = Lexer::new();
+        lexer.b64_from = b64_from;
+        lexer.max_token = max;
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain([&input.len()]) {
+            let c = c.clamp(at, input.len());
+            lexer.feed(&input[at..c], &mut |k, t: &mut Vec<u8>| {
+                out.push((k, t.clone()));
+            });
+            at = c;
+        }
+        out
+    }
+
+    fn canonical(text: &[u8]) -> bool {
+        base64_simd::STANDARD
+            .decode_to_vec(text)
+            .is_ok_and(|b| crate::b64::encode(&b).as_bytes() == text)
+    }
+
+    proptest::proptest! {
+        /// Decoding strings as they arrive changes nothing but the form: the same tokens as
+        /// without it, a decoded one exactly when the string is plain, canonical base64 and
+        /// long enough, and its bytes encode back to the string's text; whatever the cuts.
+        #[test]
+        fn prop_decoding_while_lexing_keeps_the_text(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            noise in proptest::collection::vec((0usize..80, proptest::sample::select(vec![
+                "=", "==", "-", "_", " ", ".", "\u{e9}", "\\n", "\\\"", "\\u0041", "A", "/",
+            ])), 0..3),
+            cuts in proptest::collection::vec(0usize..100, 0..5),
+            b64_from in 0usize..24,
+            quote in proptest::sample::select(vec![b'"', b'\'']),
+        ) {
+            let mut text = crate::b64::encode(&data).into_bytes();
+            for (at, n) in &noise {
+                let at = (*at).min(text.len());
+                text.splice(at..at, n.bytes());
+            }
+            let mut input = vec![b'[', quote];
+            input.extend_from_slice(&text);
+            input.extend_from_slice(&[quote, b',', b'1', b']']);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let plain = lex_cut(&input, &[], usize::MAX, MAX_TOKEN_SIZE);
+            let ours = lex_cut(&input, &cuts, b64_from, MAX_TOKEN_SIZE);
+            proptest::prop_assert_eq!(ours.len(), plain.len());
+            for ((k, t), (pk, pt)) in ours.iter().zip(&plain) {
+                if *k == TokenKind::B64String {
+                    proptest::prop_assert_eq!(*pk, TokenKind::PlainString);
+                    let again = crate::b64::encode(t);
+                    proptest::prop_assert_eq!(again.as_bytes(), &pt[..]);
+                } else {
+                    proptest::prop_assert_eq!((k, t), (pk, pt));
+                    let long = pt.len() >= b64_from.max(1);
+                    proptest::prop_assert!(
+                        !(*pk == TokenKind::PlainString && long && canonical(pt)),
+                        "{:?} should have been decoded", String::from_utf8_lossy(pt)
+                    );
+                }
+            }
+        }
+
+        /// The token limit counts the text, decoded or not: at the limit a string passes,
+        /// one byte over it is reported.
+        #[test]
+        fn prop_limit_is_the_same_when_decoding(data in proptest::collection::vec(proptest::num::u8::ANY, 1..60), cuts in proptest::collection::vec(0usize..90, 0..4), b64_from in 0usize..16) {
+            let text = crate::b64::encode(&data);
+            let input = format!("\"{text}\" ");
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let len = text.len() + 2;
+            for (max, over) in [(len, false), (len - 1, true)] {
+                let got = lex_cut(input.as_bytes(), &cuts, b64_from, max);
+                let kinds: Vec<TokenKind> = got.iter().map(|t| t.0).collect();
+                proptest::prop_assert_eq!(kinds.contains(&TokenKind::TooLong), over, "{:?}", kinds);
+                proptest::prop_assert_eq!(got.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn test_lex_long_canonical_string_comes_decoded() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let text = crate::b64::encode(&data);
+        let input = format!("{{\"buf-b64\": \"{text}\"}}");
+        let got = lex_cut(
+            input.as_bytes(),
+            &[5000, 70_000, 70_001, 200_000],
+            B64_FROM,
+            MAX_TOKEN_SIZE,
+        );
+        assert_eq!(got[3].0, TokenKind::B64String);
+        assert_eq!(got[3].1, data);
+        // Not canonical (a stray bit in the last group): the same text, as text.
+        let odd = format!("\"{}R=\"", &text[..text.len() - 2]);
+        let got = lex_cut(odd.as_bytes(), &[100_000], B64_FROM, MAX_TOKEN_SIZE);
+        assert_eq!(got[0].0, TokenKind::PlainString);
+        assert_eq!(got[0].1, odd.as_bytes()[1..odd.len() - 1]);
     }
 
     #[test]

@@ -24,10 +24,11 @@ enum Span {
 
 /// A token's length as QEMU counts it (a plain string's text comes without its quotes).
 pub(crate) fn token_len(kind: TokenKind, text: &[u8]) -> usize {
-    if kind == TokenKind::PlainString {
-        text.len() + 2
-    } else {
-        text.len()
+    match kind {
+        TokenKind::PlainString => text.len() + 2,
+        // Canonical base64 given decoded: the text it came from, with its quotes.
+        TokenKind::B64String => crate::b64::encoded_len(text.len()) + 2,
+        _ => text.len(),
     }
 }
 
@@ -114,6 +115,7 @@ impl Cursor<'_> {
                 | TokenKind::Float
                 | TokenKind::String
                 | TokenKind::PlainString
+                | TokenKind::B64String
                 | TokenKind::Keyword,
             ) => {
                 let (kind, i) = self.pop().ok_or("premature EOI")?;
@@ -125,6 +127,7 @@ impl Cursor<'_> {
                     (TokenKind::String, Some(owned)) => {
                         return parse_string(&owned).map(Value::Str);
                     }
+                    (TokenKind::B64String, Some(owned)) => return Ok(Value::Bytes(owned)),
                     _ => {}
                 }
                 literal(kind, self.toks.text(i))
@@ -205,6 +208,7 @@ fn literal(kind: TokenKind, text: &[u8]) -> PResult<Value> {
     match kind {
         TokenKind::String => parse_string(text).map(Value::Str),
         TokenKind::PlainString => plain_string(text.to_vec()).map(Value::Str),
+        TokenKind::B64String => Ok(Value::Bytes(text.to_vec())),
         TokenKind::Keyword => match text {
             b"true" => Ok(Value::Bool(true)),
             b"false" => Ok(Value::Bool(false)),

@@ -20,9 +20,11 @@ pub enum Value {
     List(Vec<Value>),
     /// An object.
     Dict(Dict),
-    /// Binary data, sent as its base64 text (a string). Only replies carry it (guest-file-read
-    /// builds its `buf-b64` member from the data it read, and the writer encodes it on the way
-    /// out); the parser never makes one.
+    /// A string whose text is the canonical base64 of these bytes, held as the bytes. Replies
+    /// carry it (guest-file-read builds its `buf-b64` member from the data it read, and the
+    /// writer encodes it on the way out); the parser makes one for a long string that is
+    /// canonical base64 (decoded while it arrived), and [`crate::envelope::parse_request`]
+    /// turns every one back into text except guest-file-write's data.
     Bytes(Vec<u8>),
 }
 

@@ -55,6 +55,10 @@ pub struct FileWriteArgs {
     /// How many of the decoded bytes to write (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
+    /// The bytes of `buf-b64` when the agent decoded them as the request arrived (then
+    /// `buf_b64` is empty). Never on the wire: a client leaves it `None`.
+    #[serde(skip)]
+    pub decoded: Option<Vec<u8>>,
 }
 
 /// The reply of guest-file-write.

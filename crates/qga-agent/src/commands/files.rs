@@ -223,15 +223,18 @@ impl Handle for GuestFileRead {
 
 impl Handle for GuestFileWrite {
     fn decode_args(mut args: Dict) -> Result<FileWriteArgs, ArgError> {
-        // The base64 text (up to 64 MiB) moves into the arguments instead of being copied;
-        // an empty string stands in for it meanwhile, so the checks are the same.
-        let text = match args.get_mut("buf-b64") {
-            Some(Value::Str(s)) => Some(std::mem::take(s)),
-            _ => None,
-        };
+        // The data (up to 64 MiB of text, or the bytes the parser decoded as it arrived)
+        // moves into the arguments instead of being copied; an empty string stands in for it
+        // meanwhile, so the checks are the same.
+        let data = args
+            .get_mut("buf-b64")
+            .filter(|v| matches!(v, Value::Str(_) | Value::Bytes(_)))
+            .map(|v| std::mem::replace(v, Value::Str(String::new())));
         let mut decoded: FileWriteArgs = from_value_dict(args)?;
-        if let Some(text) = text {
-            decoded.buf_b64 = text;
+        match data {
+            Some(Value::Str(text)) => decoded.buf_b64 = text,
+            Some(Value::Bytes(bytes)) => decoded.decoded = Some(bytes),
+            _ => {}
         }
         Ok(decoded)
     }
@@ -241,8 +244,11 @@ impl Handle for GuestFileWrite {
         args: FileWriteArgs,
     ) -> Result<files::GuestFileWrite, CommandError> {
         let f = file(agent, args.handle)?;
-        let data =
-            b64::decode_in_place(args.buf_b64).map_err(|e| CommandError::Failed(e.to_string()))?;
+        let data = match args.decoded {
+            Some(bytes) => bytes,
+            None => b64::decode_in_place(args.buf_b64)
+                .map_err(|e| CommandError::Failed(e.to_string()))?,
+        };
         let len = match args.count {
             None => data.len(),
             Some(c) => match usize::try_from(c) {
