@@ -6,6 +6,7 @@
 //! the static agent, fetches the kernel and runs them. See `vmtests/README.md`.
 
 pub mod checks;
+pub mod client_checks;
 pub mod cpio;
 pub mod debian;
 pub mod env;

@@ -608,6 +608,11 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
         Transport::VirtioSerial,
         crate::ext_checks::check_several_clients,
     ),
+    proto_on(
+        "client.qga-ls-cp-exec",
+        Transport::VirtioSerial,
+        crate::client_checks::check_host_client,
+    ),
 ];
 
 fn now_ns() -> i64 {
