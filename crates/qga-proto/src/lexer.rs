@@ -403,7 +403,8 @@ impl Lexer {
         }
         if pending.len == 4 && !pending.padded() {
             if !crate::b64::decode_canonical_append(pending.as_slice(), &mut self.token) {
-                return i - 4;
+                // The group stays pending (it holds those characters): all of `text` taken.
+                return i;
             }
             *pending = Pending::default();
         }
