@@ -492,30 +492,37 @@ fn expect_if_count(out: &str) -> Result<String, String> {
 }
 
 /// `guestinfo --filesystem`: /mnt/data, whose disk libvirt matched (by the agent's PCI
-/// address) to the domain's `vda`.
+/// address) to the domain's target for that disk.
 fn expect_fs_count(out: &str) -> Result<String, String> {
     let f = fields(out);
     let prefix = f
         .iter()
         .find(|(k, v)| k.ends_with(".mountpoint") && v == "/mnt/data")
         .and_then(|(k, _)| k.strip_suffix(".mountpoint"));
-    match prefix {
-        Some(p) if field(&f, &format!("{p}.disk.0.alias")) == Some("vda") => {
-            Ok(format!("/mnt/data listed, {p}.disk.0.alias vda"))
+    // The alias is libvirt's match of the agent's disk address to the domain's target: the
+    // data disk's own (vda in the busybox guest, vdb in the Debian guest, whose root is vda).
+    let name = prefix.and_then(|p| field(&f, &format!("{p}.name")));
+    let alias = prefix.and_then(|p| field(&f, &format!("{p}.disk.0.alias")));
+    match (prefix, name, alias) {
+        (Some(p), Some(n), Some(a)) if a == n && a.starts_with("vd") => {
+            Ok(format!("/mnt/data listed, {p}.disk.0.alias {a}"))
         }
         _ => Err(out.trim().to_string()),
     }
 }
 
-/// `domfsinfo`: the /mnt/data row is `vda ext4 vda` (the Target column is libvirt's match
-/// of the agent's disk address to the domain's `<target dev='vda'>`).
+/// `domfsinfo`: the /mnt/data row is `vdX ext4 vdX` (the Target column is libvirt's match
+/// of the agent's disk address to the domain's `<target dev='vdX'>`: vda in the busybox
+/// guest, vdb in the Debian guest).
 fn expect_domfsinfo(out: &str) -> Result<String, String> {
     let row: Option<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|w| w.first() == Some(&"/mnt/data"));
     match row.as_deref() {
-        Some(["/mnt/data", "vda", "ext4", "vda"]) => Ok("/mnt/data vda ext4, target vda".into()),
+        Some(["/mnt/data", name, "ext4", target]) if name == target && name.starts_with("vd") => {
+            Ok(format!("/mnt/data {name} ext4, target {target}"))
+        }
         _ => Err(out.trim().to_string()),
     }
 }

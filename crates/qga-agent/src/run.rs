@@ -240,6 +240,14 @@ fn run(config: &Config) -> ExitCode {
         let max_connections = limit(config.max_connections, transport::DEFAULT_MAX_CONNECTIONS);
         match transport::serve(&mut agent, &channel, &QUIT, max_connections) {
             Ok(transport::Stop::Quit) => break,
+            // The port was unplugged: nothing is left to serve, and it is no failure. The
+            // unit is bound to the port (BindsTo=) and a failed exit would put it into
+            // Restart='s wait, where the stop job that the unplug queues blocks the start
+            // that plugging the port back asks for (the port then stays without an agent).
+            Err(e) if e.is_device_gone() && !config.retry_path => {
+                log::warn!("the channel's device went away ({e}); exiting");
+                break;
+            }
             Err(e) => {
                 log::error!("error reading channel: {e}");
                 if !config.retry_path {

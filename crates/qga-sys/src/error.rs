@@ -83,6 +83,12 @@ impl SysError {
         Self::Os { call, source }
     }
 
+    /// Whether the device behind the descriptor went away (a virtio-serial port that was
+    /// hot-unplugged: its reads fail with `ENODEV`).
+    pub fn is_device_gone(&self) -> bool {
+        matches!(self.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+    }
+
     /// Wraps the current `errno` after a failed libc call.
     pub(crate) fn last_os(call: &'static str) -> Self {
         Self::Os {
@@ -125,5 +131,18 @@ impl SysError {
     pub fn is_would_block(&self) -> bool {
         self.io_error()
             .is_some_and(|e| e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+#[cfg(test)]
+mod device_gone_tests {
+    use super::*;
+
+    #[test]
+    fn test_unplugged_port_errors_are_device_gone_others_not() {
+        let gone = SysError::os("read", io::Error::from_raw_os_error(libc::ENODEV));
+        assert!(gone.is_device_gone());
+        let other = SysError::os("read", io::Error::from_raw_os_error(libc::EIO));
+        assert!(!other.is_device_gone());
     }
 }
