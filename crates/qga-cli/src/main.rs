@@ -341,6 +341,10 @@ enum FileCmd {
         /// fopen-style mode: r, w, a, r+, w+, a+ (with b).
         #[arg(long, default_value = "r")]
         mode: String,
+        /// Refuse a symbolic link as the last path component (through
+        /// __org.qga_file-open-nofollow; qemu-ga has no such command).
+        #[arg(long)]
+        no_follow: bool,
     },
     /// Read from a handle; writes the bytes to standard output.
     Read {
@@ -804,11 +808,20 @@ fn file(j: bool, c: &mut Conn, f: &FileCmd) -> Result<String, Failure> {
         }
     };
     Ok(match f {
-        FileCmd::Open { path, mode } => {
-            let h = c.execute::<s::GuestFileOpen>(&s::FileOpenArgs {
+        FileCmd::Open {
+            path,
+            mode,
+            no_follow,
+        } => {
+            let args = s::FileOpenArgs {
                 path: path.clone(),
                 mode: Some(mode.clone()),
-            })?;
+            };
+            let h = if *no_follow {
+                c.execute::<s::OrgQgaFileOpenNofollow>(&args)?
+            } else {
+                c.execute::<s::GuestFileOpen>(&args)?
+            };
             h.to_string()
         }
         FileCmd::Read { handle, count } => {

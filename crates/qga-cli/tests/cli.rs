@@ -72,6 +72,31 @@ fn test_exec_exit_code_output_and_stdin() {
     assert_eq!(out, "from a file\n");
 }
 
+/// `qga file open --no-follow` refuses a symbolic link and opens a regular file (every agent
+/// command is reachable from the CLI, the extensions included).
+#[test]
+fn test_file_open_no_follow() {
+    let a = agent();
+    let target = a.dir.path().join("real.txt");
+    std::fs::write(&target, "x").unwrap();
+    let link = a.dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (code, out, err) = qga(
+        &a.sock,
+        &["file", "open", "--no-follow", target.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().parse::<i64>().is_ok(), "{out}");
+    let (code, _, err) = qga(
+        &a.sock,
+        &["file", "open", "--no-follow", link.to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("link.txt"), "{err}");
+    let (code, _, err) = qga(&a.sock, &["file", "open", link.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// The reply timeout (`qga --timeout`) and exec's time limit (`exec --timeout`) are separate
 /// options: a 2 s reply timeout does not kill a 3 s command (it once did), exec's own limit
 /// does.
