@@ -97,7 +97,7 @@ fn test_data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn host_sha256(data: &[u8]) -> Result<String, String> {
+pub(crate) fn host_sha256(data: &[u8]) -> Result<String, String> {
     let mut child = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

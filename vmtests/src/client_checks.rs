@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use serde_json::{Value as Json, json};
 
-use crate::checks::{ok, sh};
+use crate::checks::{host_sha256, ok, sh};
 use crate::suite::Ctx;
+use crate::vm::Flavour;
 
 /// Runs `qga -s SOCK ARGS...`; its stdout, or what went wrong.
 fn qga(bin: &Path, sock: &Path, args: &[&str]) -> Result<String, String> {
@@ -34,19 +35,34 @@ fn qga(bin: &Path, sock: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// `qga ls /etc`, `qga cp -r` of a small tree to the guest and back, and `qga exec` of a
-/// command that prints, sleeps and prints (live: the first line arrives before the end).
+/// command that prints, sleeps and prints (live with our agent: the first line arrives
+/// before the end). Then the suite's client reconnects, so the rows after this one run.
 pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
     let bin = std::env::var_os("QGA_VM_CLIENT")
         .map(PathBuf::from)
         .ok_or("QGA_VM_CLIENT is not set (scripts/vmtest builds the static qga and sets it)")?;
     let sock = ctx.vm.socket(ctx.transport);
-    // The port's host socket serves one connection: the suite's client steps aside, and
-    // reconnects (with a resync) on its next use.
+    // The port's host socket serves one connection: the suite's client steps aside.
     ctx.drop_client();
+    let steps = client_steps(ctx, &bin, &sock);
+    // The suite's client comes back (connect + resync) and is answered.
+    let t = Instant::now();
+    let back = ok(ctx, &json!({"execute": "guest-ping"}));
+    match (steps, back) {
+        (Ok(d), Ok(_)) => Ok(format!(
+            "{d}; the suite's client back in {:.1} s",
+            t.elapsed().as_secs_f64()
+        )),
+        (Ok(d), Err(e)) => Err(format!("{d}; then the suite's client got no answer: {e}")),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn client_steps(ctx: &mut Ctx<'_>, bin: &Path, sock: &Path) -> Result<String, String> {
     let mut steps = Vec::new();
 
     let t = Instant::now();
-    let listed: Json = serde_json::from_str(&qga(&bin, &sock, &["--json", "ls", "/etc"])?)
+    let listed: Json = serde_json::from_str(&qga(bin, sock, &["--json", "ls", "/etc"])?)
         .map_err(|e| format!("qga --json ls /etc: {e}"))?;
     let mut got: Vec<String> = listed
         .as_array()
@@ -61,7 +77,7 @@ pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
         return Err(format!("qga ls /etc: {got:?}, the guest's ls: {want:?}"));
     }
     steps.push(format!(
-        "ls /etc {} entries {:.1} s",
+        "ls /etc {} entries = the guest's ls -A {:.1} s",
         got.len(),
         t.elapsed().as_secs_f64()
     ));
@@ -82,12 +98,44 @@ pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
         std::fs::create_dir_all(p.parent().unwrap_or(&tree)).map_err(|e| e.to_string())?;
         std::fs::write(&p, data).map_err(|e| e.to_string())?;
     }
-    let _ = sh(ctx, "rm -rf /tmp/qga-cp-r");
+    sh(ctx, "rm -rf /tmp/qga-cp-r")?;
     let tree_arg = tree.to_str().ok_or("temp path not UTF-8")?;
-    qga(&bin, &sock, &["cp", "-r", tree_arg, ":/tmp/qga-cp-r"])?;
+    qga(bin, sock, &["cp", "-r", tree_arg, ":/tmp/qga-cp-r"])?;
+    // The guest's own view: the same paths, and each file's sha256 the host's.
+    let mut want_paths: Vec<String> = [".", "./sub"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(files.iter().map(|(n, _)| format!("./{n}")))
+        .collect();
+    want_paths.sort();
+    let mut want_sums = String::new();
+    for (name, data) in &files {
+        want_sums.push_str(&format!("{}  {name}\n", host_sha256(data)?));
+    }
+    let guest = sh(
+        ctx,
+        "cd /tmp/qga-cp-r && find . | sort && sha256sum a.txt 'with space.txt' sub/b.bin",
+    )?;
+    let guest_lines: Vec<&str> = guest.lines().collect();
+    let (guest_paths, guest_sums) = guest_lines.split_at(guest_lines.len().min(want_paths.len()));
+    if guest_paths != want_paths.as_slice() || guest_sums.join("\n") != want_sums.trim_end() {
+        return Err(format!(
+            "the tree in the guest after qga cp -r: {guest:?}, want {want_paths:?} and {want_sums:?}"
+        ));
+    }
     let back = dir.path().join("back");
     let back_arg = back.to_str().ok_or("temp path not UTF-8")?;
-    qga(&bin, &sock, &["cp", "-r", ":/tmp/qga-cp-r", back_arg])?;
+    qga(bin, sock, &["cp", "-r", ":/tmp/qga-cp-r", back_arg])?;
+    let mut back_files = Vec::new();
+    walk(&back, "", &mut back_files)?;
+    back_files.sort();
+    let mut want_files: Vec<String> = files.iter().map(|(n, _)| n.to_string()).collect();
+    want_files.sort();
+    if back_files != want_files {
+        return Err(format!(
+            "files copied back: {back_files:?}, want {want_files:?}"
+        ));
+    }
     for (name, data) in &files {
         let got = std::fs::read(back.join(name)).map_err(|e| format!("back/{name}: {e}"))?;
         if &got != data {
@@ -98,19 +146,20 @@ pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
             ));
         }
     }
-    let sum = sh(ctx, "sha256sum /tmp/qga-cp-r/sub/b.bin | cut -d' ' -f1")?;
     steps.push(format!(
-        "cp -r 3 files both ways {:.1} s (guest sha256 of b.bin {}…)",
-        t.elapsed().as_secs_f64(),
-        sum.trim().get(..12).unwrap_or("?")
+        "cp -r of 3 files ({} bytes, a nested dir, a blank in a name) to the guest (paths and sha256 there = host's) and back (byte-equal) {:.1} s",
+        files.iter().map(|(_, d)| d.len()).sum::<usize>(),
+        t.elapsed().as_secs_f64()
     ));
 
     let t = Instant::now();
-    let mut child = Command::new(&bin)
+    let mut child = Command::new(bin)
         .arg("-s")
-        .arg(&sock)
+        .arg(sock)
         .args([
             "exec",
+            "--timeout",
+            "60",
             "--",
             "sh",
             "-c",
@@ -126,23 +175,22 @@ pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
         .map_while(Result::ok)
         .map(|l| (l, t.elapsed().as_secs_f64()))
         .collect();
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let end = t.elapsed().as_secs_f64();
     let texts: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
-    if texts != ["one", "two"] || status.code() != Some(7) {
-        return Err(format!("qga exec: {texts:?}, {status}"));
-    }
-    // Live with our agent: "one" shows up while the command sleeps. qemu-ga has no way to
-    // read output before the end, so both lines come together there.
-    let first_early = end - lines[0].1 >= 1.5;
-    let info = ok(ctx, &json!({"execute": "guest-info"}))?;
-    let live = info["supported_commands"].as_array().is_some_and(|cmds| {
-        cmds.iter()
-            .any(|c| c["name"] == "__org.qga_exec" && c["enabled"] == true)
-    });
-    if live && !first_early {
+    if texts != ["one", "two"] || out.status.code() != Some(7) {
         return Err(format!(
-            "qga exec with __org.qga_exec: \"one\" only after {:.1} s of {end:.1} s",
+            "qga exec: {texts:?}, {}, stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    // Live with our agent (__org.qga_exec): "one" shows up while the command sleeps.
+    // qemu-ga has no way to read output before the end: both lines come together there.
+    let first_early = end - lines[0].1 >= 1.5;
+    if ctx.vm.options.flavour == Flavour::Ours && !first_early {
+        return Err(format!(
+            "qga exec with our agent: \"one\" only after {:.1} s of {end:.1} s (not live)",
             lines[0].1
         ));
     }
@@ -153,4 +201,18 @@ pub fn check_host_client(ctx: &mut Ctx<'_>) -> Result<String, String> {
         if first_early { "live" } else { "at the end" }
     ));
     Ok(steps.join("; "))
+}
+
+/// The files under `dir` (recursively), as paths relative to it joined with `/`.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), String> {
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+        if e.file_type().map_err(|e| e.to_string())?.is_dir() {
+            walk(&e.path(), &format!("{name}/"), out)?;
+        } else {
+            out.push(name);
+        }
+    }
+    Ok(())
 }
