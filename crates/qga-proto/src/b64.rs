@@ -33,11 +33,39 @@ pub fn encode_append(bytes: &[u8], out: &mut Vec<u8>) {
     STANDARD.encode_append(bytes, out);
 }
 
+/// Whether `text` is whole groups of four alphabet characters, without padding (the
+/// vectorised check).
+fn is_whole_unpadded(text: &[u8]) -> bool {
+    text.len().is_multiple_of(4) && text.last() != Some(&b'=') && STANDARD.check(text).is_ok()
+}
+
+/// Whether `c` is one of base64's 64 alphabet characters.
+pub(crate) fn is_alphabet(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+/// Length of the longest prefix of `text` made of whole groups of four alphabet characters.
+/// The usual answers are found with the vectorised check: all of it, or all but a last group
+/// that holds padding; anything else is looked for byte by byte.
+pub(crate) fn alphabet_groups(text: &[u8]) -> usize {
+    let whole = text.len() / 4 * 4;
+    if is_whole_unpadded(&text[..whole]) {
+        return whole;
+    }
+    if whole >= 4 && is_whole_unpadded(&text[..whole - 4]) {
+        return whole - 4;
+    }
+    text.iter()
+        .position(|&c| !is_alphabet(c))
+        .unwrap_or(text.len())
+        / 4
+        * 4
+}
+
 /// Decodes whole unpadded groups of alphabet characters over themselves; the bytes are at
 /// the start of `text` afterwards. `None` (and `text` untouched) if it is anything else.
 pub fn decode_canonical_in_place(text: &mut [u8]) -> Option<usize> {
-    if !text.len().is_multiple_of(4) || text.last() == Some(&b'=') || STANDARD.check(text).is_err()
-    {
+    if !is_whole_unpadded(text) {
         return None;
     }
     STANDARD.decode_inplace(text).ok().map(|d| d.len())
@@ -46,8 +74,7 @@ pub fn decode_canonical_in_place(text: &mut [u8]) -> Option<usize> {
 /// Appends the bytes of whole unpadded groups of alphabet characters to `out`; false (and
 /// `out` untouched) if `text` is anything else.
 pub fn decode_canonical_append_unpadded(text: &[u8], out: &mut Vec<u8>) -> bool {
-    if !text.len().is_multiple_of(4) || text.last() == Some(&b'=') || STANDARD.check(text).is_err()
-    {
+    if !is_whole_unpadded(text) {
         return false;
     }
     STANDARD.decode_append(text, out).is_ok()

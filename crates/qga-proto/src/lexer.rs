@@ -68,30 +68,6 @@ pub(crate) const MAX_TOKEN_SIZE: usize = 64 << 20;
 /// copied and decoded again after the message is complete. Shorter strings stay text.
 pub(crate) const B64_FROM: usize = 64 * 1024;
 
-/// Whether `c` is one of base64's 64 alphabet characters.
-fn is_b64_alphabet(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
-}
-
-/// Length of the longest prefix of `text` made of whole groups of four alphabet characters.
-/// The usual answers are found with the vectorised check: all of it, or all but a last group
-/// that holds padding; anything else is looked for byte by byte.
-fn alphabet_groups(text: &[u8]) -> usize {
-    let whole = text.len() / 4 * 4;
-    let unpadded = |t: &[u8]| t.last() != Some(&b'=') && base64_simd::STANDARD.check(t).is_ok();
-    if unpadded(&text[..whole]) {
-        return whole;
-    }
-    if whole >= 4 && unpadded(&text[..whole - 4]) {
-        return whole - 4;
-    }
-    text.iter()
-        .position(|&c| !is_b64_alphabet(c))
-        .unwrap_or(text.len())
-        / 4
-        * 4
-}
-
 /// The undecoded end of a string being decoded: at most one group of four characters,
 /// alphabet characters possibly followed by `=` padding (a group with padding can only
 /// be the last one).
@@ -116,7 +92,7 @@ impl Pending {
             && if c == b'=' {
                 self.len >= 2
             } else {
-                is_b64_alphabet(c) && !self.padded()
+                crate::b64::is_alphabet(c) && !self.padded()
             };
         if ok {
             self.chars[self.len] = c;
@@ -348,7 +324,7 @@ impl Lexer {
 
     /// Starts decoding a plain string's text as base64, if it is canonical so far.
     fn enter_b64(&mut self) {
-        let whole = alphabet_groups(&self.token);
+        let whole = crate::b64::alphabet_groups(&self.token);
         let mut pending = Pending::default();
         if !self.token[whole..].iter().all(|&c| pending.push(c)) {
             self.b64_refused = true;
@@ -390,7 +366,7 @@ impl Lexer {
         // Whole groups straight from the input, up to the first character that is not in
         // the alphabet (padding included: it stays pending until the string ends).
         let rest = &text[i..];
-        let take = alphabet_groups(rest);
+        let take = crate::b64::alphabet_groups(rest);
         if !crate::b64::decode_canonical_append_unpadded(&rest[..take], &mut self.token) {
             return i;
         }
