@@ -9,6 +9,10 @@ use crate::Error;
 pub struct TestEnv {
     /// `QGA_VM_KERNEL_DIR`: the unpacked `linux-image-*-cloud-amd64` package.
     pub kernel_dir: PathBuf,
+    /// `QGA_VM_STORAGE_KERNEL_DIR`: the unpacked generic `linux-image-*-amd64` package for
+    /// the storage suite, whose AHCI and USB drivers the cloud kernel lacks (unset: the
+    /// storage suite boots the cloud kernel and reports those buses as skipped).
+    pub storage_kernel_dir: Option<PathBuf>,
     /// `QGA_VM_AGENT`: our agent, linked statically.
     pub agent: PathBuf,
     /// `QGA_VM_CLIENT`: our `qga` client, linked statically, put in the guest as
@@ -40,6 +44,10 @@ impl TestEnv {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         Ok(TestEnv {
             kernel_dir: var("QGA_VM_KERNEL_DIR")?.into(),
+            storage_kernel_dir: std::env::var("QGA_VM_STORAGE_KERNEL_DIR")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             agent: var("QGA_VM_AGENT")?.into(),
             client: std::env::var("QGA_VM_CLIENT")
                 .ok()
@@ -56,5 +64,14 @@ impl TestEnv {
             accel: std::env::var("QGA_VM_ACCEL").unwrap_or_else(|_| "auto".into()),
             compat_doc: root.join("../docs/compat.md"),
         })
+    }
+
+    /// The environment of the storage suite: its own kernel where there is one.
+    pub fn for_storage(&self) -> TestEnv {
+        let mut env = self.clone();
+        if let Some(dir) = &self.storage_kernel_dir {
+            env.kernel_dir = dir.clone();
+        }
+        env
     }
 }

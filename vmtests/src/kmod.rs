@@ -1,6 +1,7 @@
 //! Kernel modules from an unpacked Debian kernel package (which has no `modules.dep`): finds
 //! each module's file, reads the `depends=` entry of its `.modinfo` ELF section, and orders
-//! the modules so each comes after its dependencies.
+//! the modules so each comes after its dependencies. A module the kernel has built in
+//! (`modules.builtin`) needs no file: the cloud and the generic kernel differ there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -98,13 +99,36 @@ pub fn modinfo(elf: &[u8]) -> Option<Vec<String>> {
     None
 }
 
-/// The modules `roots` need, dependencies first, each with its decompressed bytes.
-pub fn resolve(moddir: &Path, roots: &[&str]) -> Result<Vec<Module>, Error> {
+/// The names of the modules built into the kernel (`modules.builtin`: one path per line,
+/// `kernel/fs/ext4/ext4.ko`).
+pub fn builtin_names(list: &str) -> BTreeSet<String> {
+    list.lines()
+        .filter_map(|l| l.trim().rsplit('/').next())
+        .filter_map(|f| f.strip_suffix(".ko"))
+        .filter(|f| !f.is_empty())
+        .map(|f| f.replace('-', "_"))
+        .collect()
+}
+
+/// The modules `roots` and those of `optional` the kernel has need, dependencies first and
+/// otherwise in the order given, each with its decompressed bytes. A root that is built in
+/// is satisfied; a missing root is an error, a missing optional one is left out (a driver
+/// the kernel lacks: the test that needs it says so).
+pub fn resolve(moddir: &Path, roots: &[&str], optional: &[&str]) -> Result<Vec<Module>, Error> {
     let files = index(moddir)?;
+    let builtin =
+        builtin_names(&std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default());
+    let wanted: Vec<String> = roots
+        .iter()
+        .chain(optional)
+        .map(|r| r.replace('-', "_"))
+        .filter(|r| !builtin.contains(r))
+        .filter(|r| files.contains_key(r) || !optional.iter().any(|o| o.replace('-', "_") == *r))
+        .collect();
     let mut loaded: BTreeMap<String, (Vec<u8>, Vec<String>)> = BTreeMap::new();
-    let mut todo: Vec<String> = roots.iter().map(|r| r.replace('-', "_")).collect();
+    let mut todo = wanted.clone();
     while let Some(name) = todo.pop() {
-        if loaded.contains_key(&name) {
+        if loaded.contains_key(&name) || builtin.contains(&name) {
             continue;
         }
         let path = files.get(&name).ok_or_else(|| {
@@ -123,7 +147,8 @@ pub fn resolve(moddir: &Path, roots: &[&str]) -> Result<Vec<Module>, Error> {
         todo.extend(deps.iter().cloned());
         loaded.insert(name, (data, deps));
     }
-    // Depth-first topological order.
+    // Depth-first topological order, roots in the order given (the crypto module ext4
+    // asks the kernel for cannot be named as a dependency: it has to come first).
     let mut order = Vec::new();
     let mut done = BTreeSet::new();
     fn visit(
@@ -133,7 +158,7 @@ pub fn resolve(moddir: &Path, roots: &[&str]) -> Result<Vec<Module>, Error> {
         order: &mut Vec<String>,
         depth: usize,
     ) {
-        if depth > 64 || done.contains(name) {
+        if depth > 64 || done.contains(name) || !loaded.contains_key(name) {
             return;
         }
         if let Some((_, deps)) = loaded.get(name) {
@@ -145,11 +170,28 @@ pub fn resolve(moddir: &Path, roots: &[&str]) -> Result<Vec<Module>, Error> {
             order.push(name.to_string());
         }
     }
-    for name in loaded.keys() {
+    for name in &wanted {
         visit(name, &loaded, &mut done, &mut order, 0);
     }
     Ok(order
         .into_iter()
         .filter_map(|n| loaded.remove(&n).map(|(data, _)| Module { name: n, data }))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_builtin_names() {
+        let names = builtin_names(
+            "kernel/fs/ext4/ext4.ko\nkernel/drivers/nvme/host/nvme-core.ko\n\n  \nodd-line\n",
+        );
+        let want: BTreeSet<String> = ["ext4", "nvme_core"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, want);
+    }
 }

@@ -30,6 +30,7 @@ fn dpkg_replaces_qemu_guest_agent_in_a_debian_guest() {
     };
     let env = TestEnv {
         kernel_dir: img.dir.clone(),
+        storage_kernel_dir: None,
         agent: deb.clone(),
         client: None,
         ref_agent: None,

@@ -113,8 +113,9 @@ fn run_flavour(
 #[test]
 #[ignore = "needs the VM tier: run scripts/vmtest"]
 fn storage_buses_in_guest() {
-    let env = TestEnv::from_env().expect("environment");
+    let env = TestEnv::from_env().expect("environment").for_storage();
     let image = image::build(&env).expect("image");
+    println!("guest kernel: {}", image.kernel_release);
     let (accel, why) = vm::choose_accel(&env, &image);
     println!("accelerator: {} ({why})", accel.name());
     let (mut ours, our_replies) = run_flavour(&env, &image, accel, Flavour::Ours);
