@@ -55,21 +55,10 @@ fn cap_reply(cap: usize, reply: Reply, id: Option<qga_proto::Value>) -> Reply {
     }
 }
 
-/// The exact length of the reply line, counted without building it.
+/// The exact length of the reply line, counted without building it (nor reading a streamed
+/// file read).
 fn encoded_len(reply: &Reply) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut n = Count(0);
-    let _ = reply.write_to(&mut n);
-    n.0
+    reply.encoded_len()
 }
 
 fn run(

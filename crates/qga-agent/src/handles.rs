@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
-use qga_sys::file::Whence;
+use qga_sys::file::{PipedData, Whence};
 
 /// Handles open at once unless configured otherwise.
 pub const DEFAULT_MAX_HANDLES: usize = 1024;
@@ -49,6 +49,16 @@ impl OpenFile {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads up to `count` bytes of a regular file into a pipe (the data stays in the
+    /// kernel's page cache; see [`qga_sys::file::splice_read`]), with `eof` as for
+    /// [`OpenFile::read`]; `Ok(None)` when the file must be read the ordinary way.
+    pub fn read_piped(&mut self, count: usize) -> io::Result<Option<(PipedData, bool)>> {
+        Ok(qga_sys::file::splice_read(&self.file, count)?.map(|p| {
+            let eof = p.len() < count;
+            (p, eof)
+        }))
     }
 
     /// Writes all of `data` (a non-blocking FIFO may take less: the count says how much).

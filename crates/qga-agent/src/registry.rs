@@ -82,6 +82,7 @@ pub fn audit_summary(name: &str, args: &Dict) -> String {
             Value::Str(t) if REDACTED.contains(&key.as_str()) => format!("<{} bytes>", t.len()),
             // Data the parser held decoded: the size of its text, as for a string.
             Value::Bytes(b) => format!("<{} bytes>", qga_proto::b64::encoded_len(b.len())),
+            Value::Stream(s) => format!("<{} bytes>", qga_proto::b64::encoded_len(s.len())),
             Value::Str(t) if t.chars().count() > 64 => {
                 format!("{:?}...", t.chars().take(64).collect::<String>())
             }

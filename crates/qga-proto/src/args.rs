@@ -256,6 +256,7 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
             // A string held decoded: its text (only guest-file-write's data is handed on
             // decoded, and that command takes it before this deserializer sees it).
             Value::Bytes(b) => visitor.visit_string(crate::b64::encode(b)),
+            Value::Stream(s) => visitor.visit_string(crate::b64::encode(&s.read_all())),
             Value::List(_) => return self.deserialize_seq(visitor),
             Value::Dict(_) => return self.deserialize_map(visitor),
         };
@@ -311,6 +312,9 @@ impl<'a> de::Deserializer<'a> for De<'a, '_> {
                 .map_err(|e: ArgError| e.at(&self.path)),
             Value::Bytes(b) => visitor
                 .visit_string(crate::b64::encode(b))
+                .map_err(|e: ArgError| e.at(&self.path)),
+            Value::Stream(s) => visitor
+                .visit_string(crate::b64::encode(&s.read_all()))
                 .map_err(|e: ArgError| e.at(&self.path)),
             _ => Err(self.type_err("string")),
         }

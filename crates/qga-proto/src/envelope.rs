@@ -157,6 +157,12 @@ impl Reply {
         2 + self.body.size_hint()
     }
 
+    /// The exact length of the line, `\n` and delimiter included, without building it (a
+    /// streamed member is counted, not read).
+    pub fn encoded_len(&self) -> usize {
+        self.prefix().len() + crate::writer::value_len(&self.body) + 1
+    }
+
     /// Appends the line, `\n`-terminated, to `out`.
     pub fn append_to(&self, out: &mut Vec<u8>) {
         out.reserve(self.size_hint());

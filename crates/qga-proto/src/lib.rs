@@ -20,4 +20,4 @@ pub use args::{ArgError, from_args, from_value_dict};
 pub use envelope::{EnvelopeError, Reply, Request, parse_request, reply_err, reply_ok};
 pub use error::{ErrorClass, QgaError};
 pub use framer::{Frame, Framer, Limits};
-pub use value::{Dict, Value};
+pub use value::{ByteStream, Dict, Value};

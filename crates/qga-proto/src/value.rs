@@ -1,6 +1,9 @@
 //! The JSON value model of QEMU's QObject layer: integers, unsigned integers and doubles are
 //! distinct, strings are Unicode, and objects keep their members in insertion order.
 
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
 /// A JSON value as QEMU's parser builds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -26,6 +29,84 @@ pub enum Value {
     /// canonical base64 (decoded while it arrived), and [`crate::envelope::parse_request`]
     /// turns every one back into text except guest-file-write's data.
     Bytes(Vec<u8>),
+    /// A string whose text is the canonical base64 of bytes read from a source as the writer
+    /// encodes them (guest-file-read's data spliced into a pipe: never a copy in the agent's
+    /// memory). Only replies carry it; it is written once.
+    Stream(ByteStream),
+}
+
+/// Binary data of a known length that is read once, when it is written out.
+#[derive(Clone)]
+pub struct ByteStream {
+    len: usize,
+    source: Arc<Mutex<Option<Box<dyn Read + Send>>>>,
+}
+
+impl ByteStream {
+    /// `len` bytes that `source` will give.
+    pub fn new(len: usize, source: Box<dyn Read + Send>) -> ByteStream {
+        ByteStream {
+            len,
+            source: Arc::new(Mutex::new(Some(source))),
+        }
+    }
+
+    /// The number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Feeds exactly `len` bytes to `sink` in pieces of `piece` bytes (the last may be
+    /// shorter), reading the source once; later calls see no source. Bytes the source
+    /// failed to give (it cannot: the agent's sources hold all the data before the reply is
+    /// built) are zeros, so the text always has the length the reply announced.
+    pub fn drain(&self, piece: usize, sink: &mut dyn FnMut(&[u8])) {
+        let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut buf = vec![0u8; piece.clamp(1, self.len.max(1))];
+        let mut left = self.len;
+        while left > 0 {
+            let want = buf.len().min(left);
+            let mut got = 0;
+            while got < want {
+                let n = match source.as_mut().map(|s| s.read(&mut buf[got..want])) {
+                    Some(Ok(n)) if n > 0 => n,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        source = None;
+                        buf[got..want].fill(0);
+                        want - got
+                    }
+                };
+                got += n;
+            }
+            sink(&buf[..want]);
+            left -= want;
+        }
+    }
+
+    /// All the bytes (reads the source).
+    pub fn read_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        self.drain(64 * 1024, &mut |b| out.extend_from_slice(b));
+        out
+    }
+}
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ByteStream({} bytes)", self.len)
+    }
+}
+
+impl PartialEq for ByteStream {
+    fn eq(&self, other: &ByteStream) -> bool {
+        Arc::ptr_eq(&self.source, &other.source)
+    }
 }
 
 impl Value {
@@ -35,7 +116,7 @@ impl Value {
             Value::Null => "null",
             Value::Bool(_) => "boolean",
             Value::Int(_) | Value::UInt(_) | Value::Double(_) => "number",
-            Value::Str(_) | Value::Bytes(_) => "string",
+            Value::Str(_) | Value::Bytes(_) | Value::Stream(_) => "string",
             Value::List(_) => "array",
             Value::Dict(_) => "object",
         }
@@ -46,6 +127,7 @@ impl Value {
         match self {
             Value::Str(s) => s.len() + 2,
             Value::Bytes(b) => crate::b64::encoded_len(b.len()) + 2,
+            Value::Stream(s) => crate::b64::encoded_len(s.len()) + 2,
             Value::List(l) => 2 + l.iter().map(|v| v.size_hint() + 2).sum::<usize>(),
             Value::Dict(d) => {
                 2 + d
@@ -97,6 +179,7 @@ impl Value {
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s),
             Value::Bytes(b) => serde_json::Value::String(crate::b64::encode(&b)),
+            Value::Stream(s) => serde_json::Value::String(crate::b64::encode(&s.read_all())),
             Value::List(l) => {
                 serde_json::Value::Array(l.into_iter().map(Value::into_json).collect())
             }

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use crate::utf8;
-use crate::value::Value;
+use crate::value::{ByteStream, Value};
 
 /// Where the writer puts text: a buffer, or a stream fed from a bounded buffer.
 trait Out {
@@ -14,6 +14,35 @@ trait Out {
     }
     /// The base64 text of `data`.
     fn put_base64(&mut self, data: &[u8]);
+    /// The base64 text of a stream's bytes, read piece by piece (whole groups of three, so no
+    /// padding appears inside the text).
+    fn put_stream(&mut self, s: &ByteStream) {
+        s.drain(BASE64_PIECE, &mut |piece| self.put_base64(piece));
+    }
+}
+
+/// Counts the text instead of keeping it; a stream is counted without being read.
+struct Count(usize);
+
+impl Out for Count {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+
+    fn put_base64(&mut self, data: &[u8]) {
+        self.0 += crate::b64::encoded_len(data.len());
+    }
+
+    fn put_stream(&mut self, s: &ByteStream) {
+        self.0 += crate::b64::encoded_len(s.len());
+    }
+}
+
+/// The exact length of the JSON text of `v`, without building it (streams stay unread).
+pub fn value_len(v: &Value) -> usize {
+    let mut n = Count(0);
+    value(&mut n, v);
+    n.0
 }
 
 impl Out for Vec<u8> {
@@ -128,6 +157,11 @@ fn value(out: &mut impl Out, v: &Value) {
             // Base64 text needs no escapes.
             out.put_byte(b'"');
             out.put_base64(b);
+            out.put_byte(b'"');
+        }
+        Value::Stream(s) => {
+            out.put_byte(b'"');
+            out.put_stream(s);
             out.put_byte(b'"');
         }
         Value::List(items) => {
@@ -252,6 +286,34 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, v);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn test_stream_writes_as_bytes_and_is_counted_unread() {
+        let data: Vec<u8> = (0..200_003u32).map(|i| (i % 253) as u8).collect();
+        let mut d = Dict::new();
+        d.insert("count", Value::Int(data.len() as i64));
+        d.insert("buf-b64", Value::Bytes(data.clone()));
+        let want = text(&Value::Dict(d.clone()));
+        let mut ds = Dict::new();
+        ds.insert("count", Value::Int(data.len() as i64));
+        let stream = ByteStream::new(data.len(), Box::new(std::io::Cursor::new(data.clone())));
+        ds.insert("buf-b64", Value::Stream(stream));
+        let v = Value::Dict(ds);
+        // Counting does not read the source: the text written afterwards is whole.
+        assert_eq!(value_len(&v), want.len());
+        let mut streamed = Vec::new();
+        write_value_to(&mut streamed, b"", &v, b"").unwrap();
+        assert_eq!(String::from_utf8(streamed).unwrap(), want);
+        // Written once: a second writing finds no source and gives zeros of the same length.
+        assert_eq!(text(&v).len(), want.len());
+    }
+
+    #[test]
+    fn test_stream_short_source_keeps_announced_length() {
+        let s = ByteStream::new(10, Box::new(std::io::Cursor::new(b"abc".to_vec())));
+        assert_eq!(s.read_all(), b"abc\0\0\0\0\0\0\0");
+        assert_eq!(s.read_all(), vec![0u8; 10]);
     }
 
     #[test]

@@ -63,11 +63,206 @@ pub fn seek(file: &File, offset: i64, whence: Whence) -> io::Result<u64> {
     u64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
+/// Bytes read from a file into pipes of their own with splice(2): the pipes hold the
+/// kernel's page-cache pages, so the agent's memory never holds the data; read out once, in
+/// order.
+#[derive(Debug)]
+pub struct PipedData {
+    /// The read ends, each with its write end closed (a drained pipe reads as end of file).
+    pipes: std::collections::VecDeque<File>,
+    len: usize,
+}
+
+impl PipedData {
+    /// The number of bytes in the pipes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the pipes are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl io::Read for PipedData {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(pipe) = self.pipes.front_mut() {
+            match pipe.read(buf)? {
+                0 => {
+                    self.pipes.pop_front();
+                }
+                n => return Ok(n),
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// The pipe size asked for first: a pipe up to `/proc/sys/fs/pipe-max-size` (1 MiB unless
+/// configured) needs no privilege; a larger one needs `CAP_SYS_RESOURCE`.
+const PIPE_SEGMENT: usize = 1 << 20;
+/// Pipes of a splice_read at most (2 × this descriptors at a time): 48 MiB, QEMU's cap.
+const PIPES_MAX: usize = 48;
+
+/// A pipe whose capacity is at least [`PIPE_SEGMENT`], or `None`.
+fn segment_pipe() -> io::Result<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let size = libc::c_int::try_from(PIPE_SEGMENT).unwrap_or(libc::c_int::MAX);
+    Ok(match fcntl(&tx, FcntlArg::F_SETPIPE_SZ(size)) {
+        Ok(got) if got >= size => Some((rx, tx)),
+        _ => None,
+    })
+}
+
+/// Reads up to `count` bytes from `file`'s position (which moves as with read(2)) into pipes
+/// of 1 MiB, stopping early at end of file. `Ok(None)`, with the position unchanged, when
+/// this cannot be done and the caller should read the ordinary way: not a regular file, a
+/// count that would need too many pipes, pipes refused (descriptors or pipe memory
+/// exhausted), or a filesystem without splice support.
+pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{SpliceFFlags, splice};
+
+    if count == 0 || count > PIPE_SEGMENT * PIPES_MAX || !file.metadata()?.file_type().is_file() {
+        return Ok(None);
+    }
+    let mut out = PipedData {
+        pipes: std::collections::VecDeque::new(),
+        len: 0,
+    };
+    // Gives back what was taken, for the ordinary read to start where this one did.
+    let undo = |taken: usize| -> io::Result<Option<PipedData>> {
+        seek(file, -i64::try_from(taken).unwrap_or(i64::MAX), Whence::Cur)?;
+        Ok(None)
+    };
+    let mut current: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, usize)> = None;
+    while out.len < count {
+        if current.is_none() {
+            if out.pipes.len() >= PIPES_MAX {
+                return undo(out.len);
+            }
+            match segment_pipe() {
+                Ok(Some((rx, tx))) => current = Some((rx, tx, 0)),
+                Ok(None) | Err(_) => return undo(out.len),
+            }
+        }
+        let Some((_, tx, held)) = current.as_mut() else {
+            continue;
+        };
+        // Never more than the pipe can take: the pipe is not drained until the reply.
+        let want = (count - out.len).min(PIPE_SEGMENT - *held);
+        match splice(
+            file,
+            None,
+            &*tx,
+            None,
+            want,
+            SpliceFFlags::SPLICE_F_NONBLOCK,
+        ) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.len += n;
+                *held += n;
+                if *held >= PIPE_SEGMENT
+                    && let Some((rx, _, _)) = current.take()
+                {
+                    out.pipes.push_back(File::from(rx));
+                }
+            }
+            Err(Errno::EINTR) => {}
+            // Full before its nominal size (pages only partly used): on to the next pipe.
+            Err(Errno::EAGAIN) if *held > 0 => {
+                if let Some((rx, _, _)) = current.take() {
+                    out.pipes.push_back(File::from(rx));
+                }
+            }
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EAGAIN) => {
+                return undo(out.len);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((rx, _, held)) = current.take()
+        && held > 0
+    {
+        out.pipes.push_back(File::from(rx));
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn test_splice_read_regular_file_moves_position_and_stops_at_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut first = splice_read(&f, 200_000)
+            .unwrap()
+            .expect("a regular file splices");
+        assert_eq!(first.len(), 200_000);
+        let mut got = Vec::new();
+        first.read_to_end(&mut got).unwrap();
+        assert_eq!(got, data[..200_000]);
+        // The position moved: the next read gets the rest, short of the count (end of file).
+        let mut rest = splice_read(&f, 200_000).unwrap().unwrap();
+        assert_eq!(rest.len(), 100_000);
+        got.clear();
+        rest.read_to_end(&mut got).unwrap();
+        assert_eq!(got, data[200_000..]);
+        let end = splice_read(&f, 200_000).unwrap().unwrap();
+        assert!(end.is_empty());
+        assert_eq!(seek(&f, 0, Whence::Cur).unwrap(), 300_000);
+    }
+
+    #[test]
+    fn test_splice_read_spans_pipes_from_an_unaligned_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i ^ (i >> 13)) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        seek(&f, 4097, Whence::Set).unwrap();
+        let mut piped = splice_read(&f, 4_500_000).unwrap().unwrap();
+        assert_eq!(piped.len(), 4_500_000);
+        let mut got = Vec::new();
+        piped.read_to_end(&mut got).unwrap();
+        assert!(got == data[4097..4097 + 4_500_000], "data differs");
+        // Over QEMU's cap: declined, nothing consumed.
+        assert!(splice_read(&f, (48 << 20) + 1).unwrap().is_none());
+        assert_eq!(seek(&f, 0, Whence::Cur).unwrap(), 4_504_097);
+    }
+
+    #[test]
+    fn test_splice_read_declines_fifo_and_zero_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let access = Access {
+            read: true,
+            write: false,
+            append: false,
+            create: false,
+            truncate: false,
+            nofollow: false,
+        };
+        let f = open(&fifo, access).unwrap();
+        assert!(splice_read(&f, 1 << 20).unwrap().is_none());
+        let p = dir.path().join("small");
+        std::fs::write(&p, b"abc").unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(splice_read(&f, 0).unwrap().is_none());
+        // Nothing was consumed by the refusals.
+        assert_eq!(seek(&f, 0, Whence::Cur).unwrap(), 0);
+    }
 
     #[test]
     fn test_open_create_honours_umask_and_fifo_does_not_block() {

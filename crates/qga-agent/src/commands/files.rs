@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use qga_proto::{ArgError, Dict, Value, b64, from_value_dict};
+use qga_proto::{ArgError, ByteStream, Dict, Value, b64, from_value_dict};
 use qga_schema::{
     Empty, FileHandleArgs, FileOpenArgs, FileReadArgs, FileSeekArgs, FileWriteArgs, GuestFileClose,
     GuestFileFlush, GuestFileOpen, GuestFileRead, GuestFileSeek, GuestFileWhence, GuestFileWrite,
@@ -179,22 +179,28 @@ impl Handle for GuestFileClose {
     }
 }
 
+/// The count a read asks for: QEMU's default, or the given one within its cap.
+fn read_count(args: &FileReadArgs) -> Result<usize, CommandError> {
+    match args.count {
+        None => Ok(READ_COUNT_DEFAULT as usize),
+        Some(c) if (0..=READ_COUNT_MAX).contains(&c) => Ok(usize::try_from(c).unwrap_or(0)),
+        Some(c) => Err(CommandError::Failed(format!(
+            "value '{c}' is invalid for argument count"
+        ))),
+    }
+}
+
 /// Reads up to the requested count (QEMU's default and cap) from a handle.
 fn read_chunk(agent: &mut Agent, args: &FileReadArgs) -> Result<ReadResult, CommandError> {
     let f = file(agent, args.handle)?;
-    let count = match args.count {
-        None => READ_COUNT_DEFAULT,
-        Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
-        Some(c) => {
-            return Err(CommandError::Failed(format!(
-                "value '{c}' is invalid for argument count"
-            )));
-        }
-    };
+    let count = read_count(args)?;
     lock(&f)
-        .read(usize::try_from(count).unwrap_or(0))
+        .read(count)
         .map_err(|e| failed("failed to read file", &e))
 }
+
+/// Reads above this size of a regular file go through a pipe instead of the agent's memory.
+const PIPED_READ_MIN: usize = 64 * 1024;
 
 impl Handle for GuestFileRead {
     fn handle(agent: &mut Agent, args: FileReadArgs) -> Result<files::GuestFileRead, CommandError> {
@@ -208,15 +214,31 @@ impl Handle for GuestFileRead {
 
     fn handle_value(agent: &mut Agent, args: FileReadArgs) -> Result<Value, CommandError> {
         // Members as serde would give them; the data stays binary until the writer encodes
-        // it straight to the channel, so a 48 MiB read holds 48 MiB, not three copies.
-        let r = read_chunk(agent, &args)?;
+        // it straight to the channel. A large read of a regular file is spliced into a pipe
+        // and the writer encodes it from there, so the agent never holds it (its pages are
+        // the page cache's); anything else is read into memory once.
+        let count = read_count(&args)?;
+        let piped = if count > PIPED_READ_MIN {
+            let f = file(agent, args.handle)?;
+            let r = lock(&f).read_piped(count);
+            r.map_err(|e| failed("failed to read file", &e))?
+        } else {
+            None
+        };
+        let (len, data, eof) = match piped {
+            Some((p, eof)) => {
+                let len = p.len();
+                (len, Value::Stream(ByteStream::new(len, Box::new(p))), eof)
+            }
+            None => {
+                let r = read_chunk(agent, &args)?;
+                (r.data.len(), Value::Bytes(r.data), r.eof)
+            }
+        };
         let mut d = Dict::new();
-        d.insert(
-            "count",
-            Value::Int(i64::try_from(r.data.len()).unwrap_or(i64::MAX)),
-        );
-        d.insert("buf-b64", Value::Bytes(r.data));
-        d.insert("eof", Value::Bool(r.eof));
+        d.insert("count", Value::Int(i64::try_from(len).unwrap_or(i64::MAX)));
+        d.insert("buf-b64", data);
+        d.insert("eof", Value::Bool(eof));
         Ok(Value::Dict(d))
     }
 }
