@@ -198,6 +198,15 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
 
+    const READ_ONLY: Access = Access {
+        read: true,
+        write: false,
+        append: false,
+        create: false,
+        truncate: false,
+        nofollow: false,
+    };
+
     #[test]
     fn test_splice_read_regular_file_moves_position_and_stops_at_eof() {
         let dir = tempfile::tempdir().unwrap();
@@ -246,15 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let access = Access {
-            read: true,
-            write: false,
-            append: false,
-            create: false,
-            truncate: false,
-            nofollow: false,
-        };
-        let f = open(&fifo, access).unwrap();
+        let f = open(&fifo, READ_ONLY).unwrap();
         assert!(splice_read(&f, 1 << 20).unwrap().is_none());
         let p = dir.path().join("small");
         std::fs::write(&p, b"abc").unwrap();
@@ -289,15 +290,7 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let ro = Access {
-            read: true,
-            write: false,
-            append: false,
-            create: false,
-            truncate: false,
-            nofollow: false,
-        };
-        let mut f = open(&fifo, ro).unwrap();
+        let mut f = open(&fifo, READ_ONLY).unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(
             f.read(&mut buf).unwrap(),
