@@ -81,6 +81,12 @@ impl Agent {
         c
     }
 
+    /// Starts VmHWM over from the current VmRSS (`clear_refs` 5), so a peak belongs to the
+    /// phase that follows; where that is refused the peak stays the process's so far.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
     /// (user+system CPU seconds, VmRSS kB, VmHWM kB)
     fn usage(&self) -> (f64, u64, u64) {
         let pid = self.child.id();
@@ -435,6 +441,7 @@ fn main() {
         let part_sha = make_file(&part, data.len());
         for (which, a) in &live {
             let mut c = a.client();
+            a.reset_peak();
             let (cpu0, _, _) = a.usage();
             let (secs, n) = read_file(&mut c, &part, chunk, &part_sha).expect("read");
             let (cpu1, _, hwm) = a.usage();
@@ -463,6 +470,7 @@ fn main() {
             }
             let out = work.path().join(format!("out{which}.bin"));
             let part_data = std::fs::read(&part).expect("part");
+            a.reset_peak();
             let (cpu0, _, _) = a.usage();
             // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
             let secs =
