@@ -20,6 +20,9 @@ pub struct TestEnv {
     pub client: Option<PathBuf>,
     /// `QGA_VM_REF_AGENT`: Debian's qemu-ga for the reference run (unset or empty: none).
     pub ref_agent: Option<PathBuf>,
+    /// `QGA_VM_STORAGE_REF_AGENT`: the storage suite's reference instead (qemu-ga 10.x from
+    /// bookworm-backports when `scripts/vmtest` could fetch it; unset or empty: `ref_agent`).
+    pub storage_ref_agent: Option<PathBuf>,
     /// `QGA_VM_BUSYBOX`: a static busybox.
     pub busybox: PathBuf,
     /// `QGA_VM_WORK`: where images, logs and the report go.
@@ -57,6 +60,10 @@ impl TestEnv {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            storage_ref_agent: std::env::var("QGA_VM_STORAGE_REF_AGENT")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             busybox: std::env::var("QGA_VM_BUSYBOX")
                 .unwrap_or_else(|_| "/bin/busybox".into())
                 .into(),
@@ -66,11 +73,15 @@ impl TestEnv {
         })
     }
 
-    /// The environment of the storage suite: its own kernel where there is one.
+    /// The environment of the storage suite: its own kernel and reference agent where there
+    /// are.
     pub fn for_storage(&self) -> TestEnv {
         let mut env = self.clone();
         if let Some(dir) = &self.storage_kernel_dir {
             env.kernel_dir = dir.clone();
+        }
+        if let Some(agent) = &self.storage_ref_agent {
+            env.ref_agent = Some(agent.clone());
         }
         env
     }

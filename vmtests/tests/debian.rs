@@ -34,6 +34,7 @@ fn dpkg_replaces_qemu_guest_agent_in_a_debian_guest() {
         agent: deb.clone(),
         client: None,
         ref_agent: None,
+        storage_ref_agent: None,
         busybox: PathBuf::new(),
         work: var("QGA_VM_WORK"),
         accel: accel.name().into(),
