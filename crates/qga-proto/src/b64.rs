@@ -74,10 +74,17 @@ pub fn decode_canonical_in_place(text: &mut [u8]) -> Option<usize> {
 /// Appends the bytes of whole unpadded groups of alphabet characters to `out`; false (and
 /// `out` untouched) if `text` is anything else.
 pub fn decode_canonical_append_unpadded(text: &[u8], out: &mut Vec<u8>) -> bool {
-    if !is_whole_unpadded(text) {
+    // The decoder checks the alphabet itself (and refuses `=` inside the text): no separate
+    // pass over the text (the lexer hands over what `alphabet_groups` measured already).
+    if !text.len().is_multiple_of(4) || text.last() == Some(&b'=') {
         return false;
     }
-    STANDARD.decode_append(text, out).is_ok()
+    let start = out.len();
+    if STANDARD.decode_append(text, out).is_err() {
+        out.truncate(start);
+        return false;
+    }
+    true
 }
 
 /// Appends the bytes of one group of four characters, padded or not, if it is canonical:
@@ -250,6 +257,24 @@ mod tests {
         assert_eq!(decode("").unwrap(), b"");
         assert_eq!(decode("QQ==QQ==").unwrap(), b"AA");
         assert_eq!(decode("QUJD").unwrap(), b"ABC");
+    }
+
+    #[test]
+    fn test_append_unpadded_refuses_all_but_whole_alphabet_groups() {
+        let mut out = b"kept".to_vec();
+        for bad in [
+            &b"AAA"[..],
+            b"AAA=",
+            b"AA==AAAA",
+            b"AAAA*AAA",
+            b"AAA\nAAAA",
+            b"AAAAAAA\0",
+        ] {
+            assert!(!decode_canonical_append_unpadded(bad, &mut out), "{bad:?}");
+            assert_eq!(out, b"kept", "{bad:?} left bytes behind");
+        }
+        assert!(decode_canonical_append_unpadded(b"aGVsbG8h", &mut out));
+        assert_eq!(out, b"kepthello!");
     }
 
     #[test]
