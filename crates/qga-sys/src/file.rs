@@ -102,8 +102,12 @@ impl io::Read for PipedData {
 /// The pipe size asked for first: a pipe up to `/proc/sys/fs/pipe-max-size` (1 MiB unless
 /// configured) needs no privilege; a larger one needs `CAP_SYS_RESOURCE`.
 const PIPE_SEGMENT: usize = 1 << 20;
-/// Pipes of a splice_read at most (2 × this descriptors at a time): 48 MiB, QEMU's cap.
-const PIPES_MAX: usize = 48;
+/// Pipes of a splice_read at most: 48 MiB (QEMU's cap) from any position. A pipe holds whole
+/// page-cache pages, so from a position inside a page the first pipe holds up to a page less
+/// than 1 MiB and 48 MiB needs a 49th; one more for good measure.
+const PIPES_MAX: usize = 50;
+/// The largest read taken through pipes: QEMU's cap on a guest-file-read.
+const PIPED_MAX: usize = 48 << 20;
 
 /// A pipe whose capacity is at least [`PIPE_SEGMENT`], or `None`.
 fn segment_pipe() -> io::Result<Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> {
@@ -125,7 +129,7 @@ pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
     use nix::errno::Errno;
     use nix::fcntl::{SpliceFFlags, splice};
 
-    if count == 0 || count > PIPE_SEGMENT * PIPES_MAX || !file.metadata()?.file_type().is_file() {
+    if count == 0 || count > PIPED_MAX || !file.metadata()?.file_type().is_file() {
         return Ok(None);
     }
     let mut out = PipedData {
@@ -248,6 +252,23 @@ mod tests {
         // Over QEMU's cap: declined, nothing consumed.
         assert!(splice_read(&f, (48 << 20) + 1).unwrap().is_none());
         assert_eq!(seek(&f, 0, Whence::Cur).unwrap(), 4_504_097);
+    }
+
+    #[test]
+    fn test_splice_read_of_the_cap_from_inside_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cap");
+        let data: Vec<u8> = (0..(49u32 << 20)).map(|i| (i ^ (i >> 11)) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        seek(&f, 100, Whence::Set).unwrap();
+        let mut piped = splice_read(&f, 48 << 20)
+            .unwrap()
+            .expect("48 MiB from offset 100");
+        assert_eq!(piped.len(), 48 << 20);
+        let mut got = Vec::new();
+        piped.read_to_end(&mut got).unwrap();
+        assert!(got == data[100..100 + (48 << 20)], "data differs");
     }
 
     #[test]
