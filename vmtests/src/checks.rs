@@ -338,6 +338,16 @@ pub(crate) fn exec_wait_for(ctx: &mut Ctx<'_>, args: &Json, secs: u64) -> Result
         .get("pid")
         .and_then(Json::as_i64)
         .ok_or_else(|| format!("guest-exec: {r}"))?;
+    exec_collect(ctx, pid, secs, Duration::from_millis(50))
+}
+
+/// Polls guest-exec-status every `every` until the exit is reported (at most `secs`).
+pub(crate) fn exec_collect(
+    ctx: &mut Ctx<'_>,
+    pid: i64,
+    secs: u64,
+    every: Duration,
+) -> Result<Json, String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let st = ok(
@@ -350,7 +360,7 @@ pub(crate) fn exec_wait_for(ctx: &mut Ctx<'_>, args: &Json, secs: u64) -> Result
         if Instant::now() > deadline {
             return Err(format!("pid {pid} not exited after {secs} s: {st}"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 
@@ -657,24 +667,30 @@ pub fn check_network_route(ctx: &mut Ctx<'_>) -> Result<String, String> {
 
 // --- vCPUs ---------------------------------------------------------------------------------
 
-fn vcpus(ctx: &mut Ctx<'_>) -> Result<Vec<(i64, bool, bool)>, String> {
-    let v = ok(ctx, &json!({"execute": "guest-get-vcpus"}))?;
+/// (id, online, can-offline) of each entry of a guest-get-vcpus or guest-get-memory-blocks
+/// reply, sorted; `id` names the identifying member.
+fn online_list(
+    ctx: &mut Ctx<'_>,
+    execute: &str,
+    id: &str,
+) -> Result<Vec<(i64, bool, bool)>, String> {
+    let v = ok(ctx, &json!({ "execute": execute }))?;
+    let flag = |e: &Json, k: &str| e.get(k).and_then(Json::as_bool).unwrap_or(false);
     let mut out: Vec<(i64, bool, bool)> = v
         .as_array()
         .ok_or("not a list")?
         .iter()
-        .map(|c| {
-            (
-                c.get("logical-id").and_then(Json::as_i64).unwrap_or(-1),
-                c.get("online").and_then(Json::as_bool).unwrap_or(false),
-                c.get("can-offline")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(false),
-            )
+        .map(|e| {
+            let n = e.get(id).and_then(Json::as_i64).unwrap_or(-1);
+            (n, flag(e, "online"), flag(e, "can-offline"))
         })
         .collect();
     out.sort_unstable();
     Ok(out)
+}
+
+fn vcpus(ctx: &mut Ctx<'_>) -> Result<Vec<(i64, bool, bool)>, String> {
+    online_list(ctx, "guest-get-vcpus", "logical-id")
 }
 
 fn set_vcpus(ctx: &mut Ctx<'_>, list: &Json) -> Result<Json, String> {
@@ -764,23 +780,7 @@ pub fn check_set_vcpus(ctx: &mut Ctx<'_>) -> Result<String, String> {
 // --- memory blocks -------------------------------------------------------------------------
 
 fn blocks(ctx: &mut Ctx<'_>) -> Result<Vec<(i64, bool, bool)>, String> {
-    let v = ok(ctx, &json!({"execute": "guest-get-memory-blocks"}))?;
-    let mut out: Vec<(i64, bool, bool)> = v
-        .as_array()
-        .ok_or("not a list")?
-        .iter()
-        .map(|b| {
-            (
-                b.get("phys-index").and_then(Json::as_i64).unwrap_or(-1),
-                b.get("online").and_then(Json::as_bool).unwrap_or(false),
-                b.get("can-offline")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(false),
-            )
-        })
-        .collect();
-    out.sort_unstable();
-    Ok(out)
+    online_list(ctx, "guest-get-memory-blocks", "phys-index")
 }
 
 fn sysfs_blocks(ctx: &mut Ctx<'_>) -> Result<Vec<(i64, bool)>, String> {

@@ -35,20 +35,7 @@ fn output(ctx: &mut Ctx<'_>, pid: i64, out_offset: i64) -> Result<Json, String> 
 
 /// Polls guest-exec-status until the exit is reported (at most `secs`).
 fn collect(ctx: &mut Ctx<'_>, pid: i64, secs: u64) -> Result<Json, String> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let st = ok(
-            ctx,
-            &json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}),
-        )?;
-        if st.get("exited") == Some(&Json::Bool(true)) {
-            return Ok(st);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("pid {pid} not exited after {secs} s: {st}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::checks::exec_collect(ctx, pid, secs, Duration::from_millis(100))
 }
 
 /// Working directory, another user, and output read live by offset while the process runs.
