@@ -123,8 +123,9 @@ fn segment_pipe() -> io::Result<Option<(std::os::fd::OwnedFd, std::os::fd::Owned
 /// Reads up to `count` bytes from `file`'s position (which moves as with read(2)) into pipes
 /// of 1 MiB, stopping early at end of file. `Ok(None)`, with the position unchanged, when
 /// this cannot be done and the caller should read the ordinary way: not a regular file, a
-/// count that would need too many pipes, pipes refused (descriptors or pipe memory
-/// exhausted), or a filesystem without splice support.
+/// count over QEMU's cap, pipes refused (descriptors or pipe memory exhausted), or any
+/// failure of splice itself (no support, a refusal, an I/O error the ordinary read will
+/// report in its own words).
 pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
     use nix::errno::Errno;
     use nix::fcntl::{SpliceFFlags, splice};
@@ -182,10 +183,9 @@ pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
                     out.pipes.push_back(File::from(rx));
                 }
             }
-            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EAGAIN) => {
-                return undo(out.len);
-            }
-            Err(e) => return Err(e.into()),
+            // Anything else (no splice support, a security module's refusal, an I/O error):
+            // the ordinary read starts over from the same position and reports what it finds.
+            Err(_) => return undo(out.len),
         }
     }
     if let Some((rx, _, held)) = current.take()
