@@ -1,8 +1,9 @@
 //! Processes started by guest-exec: capture threads, prompt reaping, and bounded records
 //! and output memory.
 //!
-//! Each child gets a waiter thread (reaps it as soon as it exits, so no zombie stays even if
-//! nobody asks) and one reader thread per captured stream. A record is complete ("exited")
+//! Each child gets one thread that reads its captured streams and reaps it as soon as it
+//! exits (so no zombie stays even if nobody asks), through a pidfd; where the kernel has no
+//! pidfd, a waiter thread and one reader thread per captured stream do the same. A record is complete ("exited")
 //! when the child was reaped and every captured stream reached end of file, as in qemu-ga.
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use qga_sys::exec::Spawned;
+use qga_sys::exec::{Event, Spawned, Stream};
 
 /// Most output kept per stream (qemu-ga's limit).
 pub const STREAM_CAP: usize = 16 << 20;
@@ -146,6 +147,9 @@ pub struct ExecTable {
     max_records: usize,
     /// Captured bytes still allowed, shared with the reader threads.
     budget: Arc<AtomicUsize>,
+    /// Follow each child from one thread through a pidfd where the kernel has them (false:
+    /// the threads of kernels without, for tests of that path).
+    exit_fds: bool,
 }
 
 /// Why a process could not be started or registered.
@@ -163,6 +167,7 @@ impl ExecTable {
             records: Arc::new(Mutex::new(HashMap::new())),
             max_records,
             budget: Arc::new(AtomicUsize::new(max_output)),
+            exit_fds: true,
         }
     }
 
@@ -202,21 +207,36 @@ impl ExecTable {
         if let (Some(stdin), Some(input)) = (stdin, input) {
             spawn_thread(move || feed(stdin, &input))?;
         }
-        for (pipe, is_err) in [(stdout, false), (stderr, true)] {
-            if let Some(pipe) = pipe {
+        let exit_fd = if self.exit_fds {
+            qga_sys::exec::exit_fd(&child)
+        } else {
+            Err(io::Error::from(io::ErrorKind::Unsupported))
+        };
+        match exit_fd {
+            // One thread follows the streams and the exit.
+            Ok(exited) => {
                 let (rec, budget) = (Arc::clone(&record), Arc::clone(&self.budget));
-                spawn_thread(move || capture(pipe, &rec, &budget, is_err))?;
+                spawn_thread(move || {
+                    qga_sys::exec::watch(stdout, stderr, exited, &mut |ev| match ev {
+                        Event::Data(s, bytes) => keep(&rec, &budget, s == Stream::Err, bytes),
+                        Event::Eof(s) => stream_closed(&rec, s == Stream::Err),
+                        Event::Exited => reap(&mut child, &rec, pid),
+                    });
+                })?;
+            }
+            // No exit descriptor (a kernel before 5.3, a seccomp filter): a thread per
+            // stream and one that waits.
+            Err(_) => {
+                for (pipe, is_err) in [(stdout, false), (stderr, true)] {
+                    if let Some(pipe) = pipe {
+                        let (rec, budget) = (Arc::clone(&record), Arc::clone(&self.budget));
+                        spawn_thread(move || capture(pipe, &rec, &budget, is_err))?;
+                    }
+                }
+                let rec = Arc::clone(&record);
+                spawn_thread(move || reap(&mut child, &rec, pid))?;
             }
         }
-        let rec = Arc::clone(&record);
-        spawn_thread(move || {
-            let status = child.wait();
-            log::debug!("guest-exec child {pid} finished: {status:?}");
-            if let Ok(status) = status {
-                rec.lock().status = Some(status);
-                rec.reaped.notify_all();
-            }
-        })?;
         if let Some((after, signo)) = options.timeout {
             let rec = Arc::clone(&record);
             spawn_thread(move || time_limit(&rec, after, signo))?;
@@ -320,6 +340,16 @@ fn feed(mut stdin: ChildStdin, input: &[u8]) {
     }
 }
 
+/// Waits for the child (at once, when it is known to have exited) and records its status.
+fn reap(child: &mut std::process::Child, record: &Record, pid: i64) {
+    let status = child.wait();
+    log::debug!("guest-exec child {pid} finished: {status:?}");
+    if let Ok(status) = status {
+        record.lock().status = Some(status);
+        record.reaped.notify_all();
+    }
+}
+
 /// Reads a stream to its end, keeping what the per-stream cap and the global budget allow.
 fn capture(mut pipe: io::PipeReader, record: &Record, budget: &AtomicUsize, is_err: bool) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -330,19 +360,31 @@ fn capture(mut pipe: io::PipeReader, record: &Record, budget: &AtomicUsize, is_e
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let mut st = record.lock();
-        if st.released {
-            // Collected already (exit-on-main): drain so the writer is not blocked.
-            continue;
-        }
-        let cap = if is_err { &mut st.err } else { &mut st.out };
-        let room = STREAM_CAP.saturating_sub(cap.data.len()).min(n);
-        let granted = take_budget(budget, room);
-        cap.data.extend_from_slice(&buf[..granted]);
-        if granted < n {
-            cap.truncated = true;
-        }
+        keep(record, budget, is_err, &buf[..n]);
     }
+    stream_closed(record, is_err);
+}
+
+/// Keeps what the per-stream cap and the global budget allow of output just read.
+fn keep(record: &Record, budget: &AtomicUsize, is_err: bool, bytes: &[u8]) {
+    let mut st = record.lock();
+    if st.released {
+        // Collected already (exit-on-main): the output is drained so the writer is not
+        // blocked, and dropped.
+        return;
+    }
+    let n = bytes.len();
+    let cap = if is_err { &mut st.err } else { &mut st.out };
+    let room = STREAM_CAP.saturating_sub(cap.data.len()).min(n);
+    let granted = take_budget(budget, room);
+    cap.data.extend_from_slice(&bytes[..granted]);
+    if granted < n {
+        cap.truncated = true;
+    }
+}
+
+/// Marks a stream as ended.
+fn stream_closed(record: &Record, is_err: bool) {
     let mut st = record.lock();
     if is_err {
         st.err_open = false;
@@ -363,6 +405,53 @@ fn take_budget(budget: &AtomicUsize, want: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a shell script through the table and waits for its status.
+    fn run_script(table: &ExecTable, script: &str) -> (ExitStatus, Capture, Capture) {
+        let args = ["-c".to_string(), script.to_string()];
+        let spawned = qga_sys::exec::spawn(&qga_sys::exec::Spawn {
+            program: "/bin/sh",
+            args: &args,
+            env: None,
+            stdin_pipe: false,
+            stdout: qga_sys::exec::Sink::Pipe,
+            stderr: qga_sys::exec::Sink::Pipe,
+            merge_stderr: false,
+        })
+        .unwrap();
+        let pid = table.add(spawned, None, Options::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Status::Exited { status, out, err }) = table.status(pid) {
+                return (status, out, err);
+            }
+            assert!(std::time::Instant::now() < deadline, "no exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn test_both_ways_of_following_a_child_agree() {
+        let script = "echo out; echo err >&2; (sleep 0.2; echo late) & exit 5";
+        let mut with_threads = ExecTable::new(8, 1 << 20);
+        with_threads.exit_fds = false;
+        for table in [ExecTable::new(8, 1 << 20), with_threads] {
+            let (status, out, err) = run_script(&table, script);
+            assert_eq!(status.code(), Some(5));
+            assert_eq!(
+                (out.data.as_slice(), err.data.as_slice()),
+                (&b"out\nlate\n"[..], &b"err\n"[..])
+            );
+            assert!(!out.truncated && !err.truncated);
+            // A 2-byte budget: the rest is dropped and marked, the budget comes back.
+            let small = ExecTable {
+                budget: Arc::new(AtomicUsize::new(2)),
+                ..table.clone()
+            };
+            let (_, out, _) = run_script(&small, "echo hello");
+            assert_eq!((out.data.as_slice(), out.truncated), (&b"he"[..], true));
+        }
+    }
 
     #[test]
     fn test_take_budget_never_overdraws() {

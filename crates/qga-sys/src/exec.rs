@@ -226,10 +226,168 @@ pub fn send_signal(pid: i32, signo: i32, group: bool) -> io::Result<()> {
     nix::sys::signal::kill(target, sig).map_err(io::Error::from)
 }
 
+/// One of a child's captured output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (or both, merged).
+    Out,
+    /// Standard error.
+    Err,
+}
+
+/// What [`watch`] reports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Output read from a stream.
+    Data(Stream, &'a [u8]),
+    /// A stream reached end of file (or failed): nothing more comes from it.
+    Eof(Stream),
+    /// The child has exited: reap it now (waiting on it does not block).
+    Exited,
+}
+
+/// A descriptor that becomes readable when `child` exits (`pidfd_open`, Linux 5.3); an
+/// error where the kernel (or a seccomp filter) does not offer one.
+pub fn exit_fd(child: &Child) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open takes a pid and flags (0) and returns a new descriptor or -1; it
+    // touches no memory of ours. The child is not reaped yet (we hold it), so the pid is
+    // still its own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: `fd` was just returned by pidfd_open: a valid descriptor nobody else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Follows a child's captured streams and its exit from one thread (instead of one thread
+/// per stream and one to wait): reports each piece of output, each stream's end and the exit
+/// through `event` until both streams have ended and the child has exited.
+pub fn watch(
+    out: Option<io::PipeReader>,
+    err: Option<io::PipeReader>,
+    exited: std::os::fd::OwnedFd,
+    event: &mut dyn FnMut(Event<'_>),
+) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    let mut streams = [(Stream::Out, out), (Stream::Err, err)];
+    let mut exit = Some(exited);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let open: Vec<usize> = (0..2).filter(|&i| streams[i].1.is_some()).collect();
+        if open.is_empty() && exit.is_none() {
+            return;
+        }
+        let mut fds: Vec<PollFd<'_>> = open
+            .iter()
+            .filter_map(|&i| streams[i].1.as_ref())
+            .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if let Some(e) = &exit {
+            fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => {
+                // Cannot happen with valid descriptors; wait for the rest the slow way.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
+        drop(fds);
+        for (k, &i) in open.iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let (which, pipe) = &mut streams[i];
+            let Some(p) = pipe.as_mut() else { continue };
+            match p.read(&mut buf) {
+                Ok(0) => {
+                    *pipe = None;
+                    event(Event::Eof(*which));
+                }
+                Ok(n) => event(Event::Data(*which, &buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    *pipe = None;
+                    event(Event::Eof(*which));
+                }
+            }
+        }
+        if exit.is_some() && ready.last() == Some(&true) {
+            exit = None;
+            event(Event::Exited);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
+
+    fn watched(script: &str) -> (Vec<String>, Vec<u8>, Vec<u8>, Option<i32>) {
+        let args = ["-c".to_string(), script.to_string()];
+        let mut s = spawn(&Spawn {
+            program: "/bin/sh",
+            args: &args,
+            env: None,
+            stdin_pipe: false,
+            stdout: Sink::Pipe,
+            stderr: Sink::Pipe,
+            merge_stderr: false,
+        })
+        .unwrap();
+        let exited = exit_fd(&s.child).expect("pidfd_open (Linux 5.3+)");
+        let (mut order, mut out, mut err, mut code) = (Vec::new(), Vec::new(), Vec::new(), None);
+        watch(
+            s.stdout.take(),
+            s.stderr.take(),
+            exited,
+            &mut |ev| match ev {
+                Event::Data(Stream::Out, b) => out.extend_from_slice(b),
+                Event::Data(Stream::Err, b) => err.extend_from_slice(b),
+                Event::Eof(which) => order.push(format!("eof {which:?}")),
+                Event::Exited => {
+                    order.push("exited".into());
+                    code = s.child.wait().unwrap().code();
+                }
+            },
+        );
+        (order, out, err, code)
+    }
+
+    #[test]
+    fn test_watch_reports_output_ends_and_exit() {
+        let (order, out, err, code) = watched("echo out; echo err >&2; exit 3");
+        assert_eq!(
+            (out.as_slice(), err.as_slice(), code),
+            (&b"out\n"[..], &b"err\n"[..], Some(3))
+        );
+        assert_eq!(order.len(), 3, "{order:?}");
+        assert!(order.contains(&"exited".to_string()), "{order:?}");
+    }
+
+    #[test]
+    fn test_watch_sees_the_exit_while_a_grandchild_holds_the_pipes() {
+        // The shell exits at once; its background child keeps both pipes for 0.3 s.
+        let (order, out, _, code) = watched("(sleep 0.3; echo late) & exit 0");
+        assert_eq!(
+            order.first().map(String::as_str),
+            Some("exited"),
+            "{order:?}"
+        );
+        assert_eq!((out.as_slice(), code), (&b"late\n"[..], Some(0)));
+    }
 
     fn run(spec: &Spawn<'_>) -> (Vec<u8>, Vec<u8>, Option<i32>) {
         let mut s = spawn(spec).unwrap();
