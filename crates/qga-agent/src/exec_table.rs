@@ -234,7 +234,16 @@ impl ExecTable {
                     }
                 }
                 let rec = Arc::clone(&record);
-                spawn_thread(move || reap(&mut child, &rec, pid))?;
+                spawn_thread(move || {
+                    let _ = child.wait();
+                    // The reader threads get a moment to take in what the child wrote
+                    // before it exited (exit-on-main reports the exit with the output so
+                    // far; the pidfd path reads it first).
+                    if options.exit_on_main {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    reap(&mut child, &rec, pid);
+                })?;
             }
         }
         if let Some((after, signo)) = options.timeout {
@@ -407,7 +416,11 @@ mod tests {
     use super::*;
 
     /// Runs a shell script through the table and waits for its status.
-    fn run_script(table: &ExecTable, script: &str) -> (ExitStatus, Capture, Capture) {
+    fn run_script(
+        table: &ExecTable,
+        script: &str,
+        options: Options,
+    ) -> (ExitStatus, Capture, Capture) {
         let args = ["-c".to_string(), script.to_string()];
         let spawned = qga_sys::exec::spawn(&qga_sys::exec::Spawn {
             program: "/bin/sh",
@@ -419,7 +432,7 @@ mod tests {
             merge_stderr: false,
         })
         .unwrap();
-        let pid = table.add(spawned, None, Options::default()).unwrap();
+        let pid = table.add(spawned, None, options).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(Status::Exited { status, out, err }) = table.status(pid) {
@@ -436,7 +449,7 @@ mod tests {
         let mut with_threads = ExecTable::new(8, 1 << 20);
         with_threads.exit_fds = false;
         for table in [ExecTable::new(8, 1 << 20), with_threads] {
-            let (status, out, err) = run_script(&table, script);
+            let (status, out, err) = run_script(&table, script, Options::default());
             assert_eq!(status.code(), Some(5));
             assert_eq!(
                 (out.data.as_slice(), err.data.as_slice()),
@@ -448,8 +461,20 @@ mod tests {
                 budget: Arc::new(AtomicUsize::new(2)),
                 ..table.clone()
             };
-            let (_, out, _) = run_script(&small, "echo hello");
+            let (_, out, _) = run_script(&small, "echo hello", Options::default());
             assert_eq!((out.data.as_slice(), out.truncated), (&b"he"[..], true));
+            // exit-on-main: the exit at once, with what the shell wrote before it.
+            let on_main = Options {
+                exit_on_main: true,
+                ..Options::default()
+            };
+            let t = std::time::Instant::now();
+            let (status, out, _) = run_script(&table, "echo started; sleep 3 &", on_main);
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            assert_eq!(
+                (status.code(), out.data.as_slice()),
+                (Some(0), &b"started\n"[..])
+            );
         }
     }
 

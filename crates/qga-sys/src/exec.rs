@@ -277,37 +277,43 @@ pub fn watch(
     use std::io::Read;
     use std::os::fd::AsFd;
 
-    let mut streams = [(Stream::Out, out), (Stream::Err, err)];
+    type Streams = [(Stream, Option<io::PipeReader>); 2];
+    let mut streams: Streams = [(Stream::Out, out), (Stream::Err, err)];
     let mut exit = Some(exited);
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
+    // Polls the open streams (and the exit descriptor, if given) for `timeout`, reads once
+    // from each ready stream; returns whether any stream was ready and whether the exit was.
+    let mut step = |streams: &mut Streams,
+                    exit: Option<&std::os::fd::OwnedFd>,
+                    timeout: PollTimeout,
+                    event: &mut dyn FnMut(Event<'_>)|
+     -> (bool, bool) {
         let open: Vec<usize> = (0..2).filter(|&i| streams[i].1.is_some()).collect();
-        if open.is_empty() && exit.is_none() {
-            return;
-        }
         let mut fds: Vec<PollFd<'_>> = open
             .iter()
             .filter_map(|&i| streams[i].1.as_ref())
             .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
             .collect();
-        if let Some(e) = &exit {
+        if let Some(e) = exit {
             fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EINTR) => return (true, false),
             Err(_) => {
-                // Cannot happen with valid descriptors; wait for the rest the slow way.
+                // Cannot happen with valid descriptors; try again a little later.
                 std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
+                return (true, false);
             }
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
         drop(fds);
+        let mut any = false;
         for (k, &i) in open.iter().enumerate() {
             if !ready[k] {
                 continue;
             }
+            any = true;
             let (which, pipe) = &mut streams[i];
             let Some(p) = pipe.as_mut() else { continue };
             match p.read(&mut buf) {
@@ -323,7 +329,24 @@ pub fn watch(
                 }
             }
         }
-        if exit.is_some() && ready.last() == Some(&true) {
+        (any, exit.is_some() && ready.last() == Some(&true))
+    };
+    loop {
+        if streams.iter().all(|s| s.1.is_none()) && exit.is_none() {
+            return;
+        }
+        let (_, exited) = step(&mut streams, exit.as_ref(), PollTimeout::NONE, event);
+        if exited {
+            // What the child wrote before it exited is read before the exit is reported
+            // (exit-on-main reports the exit with the output so far); bounded, for a
+            // descendant that goes on writing: at most a stream cap's worth of reads.
+            let mut rounds = 0;
+            while rounds < 256
+                && streams.iter().any(|s| s.1.is_some())
+                && step(&mut streams, None, PollTimeout::ZERO, event).0
+            {
+                rounds += 1;
+            }
             exit = None;
             event(Event::Exited);
         }
@@ -375,6 +398,39 @@ mod tests {
         );
         assert_eq!(order.len(), 3, "{order:?}");
         assert!(order.contains(&"exited".to_string()), "{order:?}");
+    }
+
+    #[test]
+    fn test_watch_reads_what_was_written_before_the_exit_first() {
+        // 200 KB written, then the exit: every byte is reported before the exit.
+        for _ in 0..10 {
+            let args = [
+                "-c".to_string(),
+                "head -c 200000 /dev/zero; sleep 0.2 &".to_string(),
+            ];
+            let mut s = spawn(&Spawn {
+                program: "/bin/sh",
+                args: &args,
+                env: None,
+                stdin_pipe: false,
+                stdout: Sink::Pipe,
+                stderr: Sink::Null,
+                merge_stderr: false,
+            })
+            .unwrap();
+            let exited = exit_fd(&s.child).unwrap();
+            let mut before_exit = None;
+            let mut out = 0;
+            watch(s.stdout.take(), None, exited, &mut |ev| match ev {
+                Event::Data(_, b) => out += b.len(),
+                Event::Exited => {
+                    before_exit = Some(out);
+                    s.child.wait().unwrap();
+                }
+                Event::Eof(_) => {}
+            });
+            assert_eq!(before_exit, Some(200_000));
+        }
     }
 
     #[test]
