@@ -358,18 +358,23 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn watched(script: &str) -> (Vec<String>, Vec<u8>, Vec<u8>, Option<i32>) {
+    /// `sh -c script` with its stdout in a pipe and stderr where `stderr` says.
+    fn shell(script: &str, stderr: Sink) -> Spawned {
         let args = ["-c".to_string(), script.to_string()];
-        let mut s = spawn(&Spawn {
+        spawn(&Spawn {
             program: "/bin/sh",
             args: &args,
             env: None,
             stdin_pipe: false,
             stdout: Sink::Pipe,
-            stderr: Sink::Pipe,
+            stderr,
             merge_stderr: false,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    fn watched(script: &str) -> (Vec<String>, Vec<u8>, Vec<u8>, Option<i32>) {
+        let mut s = shell(script, Sink::Pipe);
         let exited = exit_fd(&s.child).expect("pidfd_open (Linux 5.3+)");
         let (mut order, mut out, mut err, mut code) = (Vec::new(), Vec::new(), Vec::new(), None);
         watch(
@@ -404,20 +409,7 @@ mod tests {
     fn test_watch_reads_what_was_written_before_the_exit_first() {
         // 200 KB written, then the exit: every byte is reported before the exit.
         for _ in 0..10 {
-            let args = [
-                "-c".to_string(),
-                "head -c 200000 /dev/zero; sleep 0.2 &".to_string(),
-            ];
-            let mut s = spawn(&Spawn {
-                program: "/bin/sh",
-                args: &args,
-                env: None,
-                stdin_pipe: false,
-                stdout: Sink::Pipe,
-                stderr: Sink::Null,
-                merge_stderr: false,
-            })
-            .unwrap();
+            let mut s = shell("head -c 200000 /dev/zero; sleep 0.2 &", Sink::Null);
             let exited = exit_fd(&s.child).unwrap();
             let mut before_exit = None;
             let mut out = 0;
