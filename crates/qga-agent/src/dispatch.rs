@@ -39,7 +39,7 @@ fn cap_reply(cap: usize, reply: Reply, id: Option<qga_proto::Value>) -> Reply {
     if cap == 0 || reply.size_hint() < cap / 8 {
         return reply;
     }
-    let len = encoded_len(&reply);
+    let len = reply.encoded_len();
     if len <= cap {
         return reply;
     }
@@ -48,17 +48,11 @@ fn cap_reply(cap: usize, reply: Reply, id: Option<qga_proto::Value>) -> Reply {
     ));
     drop(reply);
     let with_id = Reply::err(&err, id);
-    if encoded_len(&with_id) <= cap {
+    if with_id.encoded_len() <= cap {
         with_id
     } else {
         Reply::err(&err, None)
     }
-}
-
-/// The exact length of the reply line, counted without building it (nor reading a streamed
-/// file read).
-fn encoded_len(reply: &Reply) -> usize {
-    reply.encoded_len()
 }
 
 fn run(

@@ -3,8 +3,9 @@
 //!
 //! Each child gets one thread that reads its captured streams and reaps it as soon as it
 //! exits (so no zombie stays even if nobody asks), through a pidfd; where the kernel has no
-//! pidfd, a waiter thread and one reader thread per captured stream do the same. A record is complete ("exited")
-//! when the child was reaped and every captured stream reached end of file, as in qemu-ga.
+//! pidfd, a waiter thread and one reader thread per captured stream do the same. A record
+//! is complete ("exited") when the child was reaped and every captured stream reached end
+//! of file, as in qemu-ga.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};

@@ -517,27 +517,25 @@ fn test_many_execs_without_status_leave_no_zombies() {
     let _ = Value::Null;
 }
 
-fn rss_kb(a: &Agent) -> u64 {
+/// A `/proc/<agent>/status` figure in kB (`VmRSS`, `VmHWM`).
+fn status_kb(a: &Agent, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", a.child.id())).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .unwrap()
         .parse()
         .unwrap()
 }
 
+fn rss_kb(a: &Agent) -> u64 {
+    status_kb(a, "VmRSS")
+}
+
 /// The agent's peak resident memory (VmHWM) in kB.
 fn hwm_kb(a: &Agent) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", a.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
+    status_kb(a, "VmHWM")
 }
 
 /// A 48 MiB read and a 32 MiB write stream through the agent without holding several

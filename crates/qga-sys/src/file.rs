@@ -142,26 +142,31 @@ pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
         seek(file, -i64::try_from(taken).unwrap_or(i64::MAX), Whence::Cur)?;
         Ok(None)
     };
-    let mut current: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, usize)> = None;
+    // The write end of the pipe being filled and what it holds; each pipe's read end goes
+    // into `out` when the pipe is made, and dropping the write end closes it.
+    let mut filling: Option<std::os::fd::OwnedFd> = None;
+    let mut held = 0;
     while out.len < count {
-        if current.is_none() {
-            if out.pipes.len() >= PIPES_MAX {
-                return undo(out.len);
+        let pipe = match filling.take() {
+            Some(pipe) => pipe,
+            None => {
+                if out.pipes.len() >= PIPES_MAX {
+                    return undo(out.len);
+                }
+                let Ok(Some((rx, tx))) = segment_pipe() else {
+                    return undo(out.len);
+                };
+                out.pipes.push_back(File::from(rx));
+                held = 0;
+                tx
             }
-            match segment_pipe() {
-                Ok(Some((rx, tx))) => current = Some((rx, tx, 0)),
-                Ok(None) | Err(_) => return undo(out.len),
-            }
-        }
-        let Some((_, tx, held)) = current.as_mut() else {
-            continue;
         };
         // Never more than the pipe can take: the pipe is not drained until the reply.
-        let want = (count - out.len).min(PIPE_SEGMENT - *held);
+        let want = (count - out.len).min(PIPE_SEGMENT - held);
         match splice(
             file,
             None,
-            &*tx,
+            &pipe,
             None,
             want,
             SpliceFFlags::SPLICE_F_NONBLOCK,
@@ -169,29 +174,18 @@ pub fn splice_read(file: &File, count: usize) -> io::Result<Option<PipedData>> {
             Ok(0) => break,
             Ok(n) => {
                 out.len += n;
-                *held += n;
-                if *held >= PIPE_SEGMENT
-                    && let Some((rx, _, _)) = current.take()
-                {
-                    out.pipes.push_back(File::from(rx));
+                held += n;
+                if held < PIPE_SEGMENT {
+                    filling = Some(pipe);
                 }
             }
-            Err(Errno::EINTR) => {}
+            Err(Errno::EINTR) => filling = Some(pipe),
             // Full before its nominal size (pages only partly used): on to the next pipe.
-            Err(Errno::EAGAIN) if *held > 0 => {
-                if let Some((rx, _, _)) = current.take() {
-                    out.pipes.push_back(File::from(rx));
-                }
-            }
+            Err(Errno::EAGAIN) if held > 0 => {}
             // Anything else (no splice support, a security module's refusal, an I/O error):
             // the ordinary read starts over from the same position and reports what it finds.
             Err(_) => return undo(out.len),
         }
-    }
-    if let Some((rx, _, held)) = current.take()
-        && held > 0
-    {
-        out.pipes.push_back(File::from(rx));
     }
     Ok(Some(out))
 }

@@ -218,20 +218,22 @@ impl Handle for GuestFileRead {
         // and the writer encodes it from there, so the agent never holds it (its pages are
         // the page cache's); anything else is read into memory once.
         let count = read_count(&args)?;
+        let f = file(agent, args.handle)?;
+        let mut open = lock(&f);
         let piped = if count > PIPED_READ_MIN {
-            let f = file(agent, args.handle)?;
-            let r = lock(&f).read_piped(count);
-            r.map_err(|e| failed("failed to read file", &e))?
+            open.read_piped(count)
         } else {
-            None
+            Ok(None)
         };
-        let (len, data, eof) = match piped {
+        let (len, data, eof) = match piped.map_err(|e| failed("failed to read file", &e))? {
             Some((p, eof)) => {
                 let len = p.len();
                 (len, Value::Stream(ByteStream::new(len, Box::new(p))), eof)
             }
             None => {
-                let r = read_chunk(agent, &args)?;
+                let r = open
+                    .read(count)
+                    .map_err(|e| failed("failed to read file", &e))?;
                 (r.data.len(), Value::Bytes(r.data), r.eof)
             }
         };
