@@ -609,6 +609,11 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
         crate::ext_checks::check_several_clients,
     ),
     proto_on(
+        "framing.pipelined-transfer",
+        Transport::VirtioSerial,
+        crate::checks::check_pipelined_transfer,
+    ),
+    proto_on(
         "client.qga-ls-cp-exec",
         Transport::VirtioSerial,
         crate::client_checks::check_host_client,

@@ -584,3 +584,147 @@ fn test_large_transfers_bounded_memory_returned_after_client_leaves() {
         rss_kb(&a)
     );
 }
+
+/// Pipelined transfers (`qga_client::FileReader`/`FileWriter`, what `qga cp` uses) on our
+/// agent and, where installed, Debian's qemu-ga: same bytes, same chunks, every reply taken
+/// in order, and the channel in step after the end, a failure, or a transfer left part way.
+#[test]
+fn test_pipelined_transfers_in_order_and_channel_kept() {
+    let reference = "/usr/sbin/qemu-ga";
+    let mut programs = vec![common::AGENT];
+    if std::path::Path::new(reference).exists() {
+        programs.push(reference);
+    }
+    let data: Vec<u8> = (0..(1u32 << 20) + 2500)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    let mut seen = Vec::new();
+    for program in programs {
+        let a = Agent::start_program(program, &[], &[], "");
+        let mut c = a.client();
+        let p = a.statedir().join("piped.bin");
+        let path = p.to_str().unwrap();
+
+        // Writes of uneven sizes, four in flight, acknowledged in order.
+        let h = open(&mut c, path, "w");
+        let mut w = c.file_writer(h, 4).unwrap();
+        let mut at = 0;
+        for size in [1, 4095, 65536, 3, 0, 1 << 19, 100_000].into_iter().cycle() {
+            let end = (at + size).min(data.len());
+            w.write(&data[at..end]).unwrap();
+            at = end;
+            if at == data.len() {
+                break;
+            }
+        }
+        assert_eq!(w.finish().unwrap(), data.len() as u64, "{program}");
+        assert_eq!(w.acknowledged(), data.len() as u64);
+        drop(w);
+        c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+            .unwrap();
+        assert!(
+            std::fs::read(&p).unwrap() == data,
+            "{program}: written data differs"
+        );
+
+        // Reads of 1000 bytes, four in flight: the replies after the end (empty) are read
+        // too, and the handle stays at the end.
+        std::fs::write(&p, &data[..2500]).unwrap();
+        let h = open(&mut c, path, "r");
+        let mut sizes = Vec::new();
+        let mut back = Vec::new();
+        {
+            let mut r = c.file_reader(h, 1000, 4).unwrap();
+            while let Some(chunk) = r.next_chunk().unwrap() {
+                sizes.push(chunk.len());
+                back.extend_from_slice(&chunk);
+            }
+            assert_eq!(r.next_chunk().unwrap(), None);
+        }
+        assert_eq!(sizes, [1000, 1000, 500], "{program}");
+        assert!(back == data[..2500]);
+        let after = read(&mut c, h, Some(10));
+        assert_eq!((after.count, after.eof), (0, true), "{program}");
+        c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+            .unwrap();
+
+        // A whole large file, one buffer used again for every chunk.
+        std::fs::write(&p, &data).unwrap();
+        let h = open(&mut c, path, "r");
+        let mut buf = Vec::new();
+        let mut back = Vec::new();
+        {
+            let mut r = c.file_reader(h, 300_000, 4).unwrap();
+            while r.next_chunk_into(&mut buf).unwrap() {
+                back.extend_from_slice(&buf);
+            }
+        }
+        assert!(back == data, "{program}: read data differs");
+
+        // Left part way: the replies still in flight are skipped by the next call.
+        c.execute::<GuestFileSeek>(&FileSeekArgs {
+            handle: h,
+            offset: 0,
+            whence: GuestFileWhence::Name(QgaSeek::Set),
+        })
+        .unwrap();
+        {
+            let mut r = c.file_reader(h, 4096, 4).unwrap();
+            assert_eq!(r.next_chunk().unwrap().unwrap(), data[..4096]);
+        }
+        let pos = c
+            .execute::<GuestFileSeek>(&FileSeekArgs {
+                handle: h,
+                offset: 0,
+                whence: GuestFileWhence::Name(QgaSeek::Cur),
+            })
+            .unwrap();
+        // The four requests sent were all carried out.
+        assert_eq!(pos.position, 4 * 4096, "{program}");
+        c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+            .unwrap();
+
+        // A failure: the agent's error, the other replies in flight drained, the channel
+        // usable at once.
+        let want = err_text(c.file_read(999_999, 10));
+        let got = {
+            let mut r = c.file_reader(999_999, 10, 4).unwrap();
+            let e = err_text(r.next_chunk());
+            assert_eq!(r.next_chunk().unwrap(), None);
+            e
+        };
+        assert_eq!(got, want, "{program}");
+        let h = open(&mut c, "/dev/full", "w");
+        let write_error = {
+            let mut w = c.file_writer(h, 4).unwrap();
+            let mut failure = None;
+            for _ in 0..8 {
+                if let Err(e) = w.write(&data[..65536]) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            let failure = match failure {
+                Some(e) => e,
+                None => w.finish().unwrap_err(),
+            };
+            assert_eq!(w.acknowledged(), 0, "{program}");
+            match failure {
+                ClientError::Agent(e) => e.desc,
+                other => panic!("{program}: {other:?}"),
+            }
+        };
+        assert!(
+            write_error.contains("No space left on device"),
+            "{program}: {write_error}"
+        );
+        c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
+            .unwrap();
+        c.execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
+            .unwrap();
+        seen.push((sizes, got, write_error));
+    }
+    // Both agents answered alike.
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}

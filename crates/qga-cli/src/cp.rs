@@ -11,10 +11,24 @@ use qga_client::{Channel, Client};
 use qga_schema as s;
 use sha2::{Digest, Sha256};
 
-use crate::guest::GuestFs;
+use crate::guest::{Features, GuestFs};
 
 /// Bytes per request: large enough to amortise a round trip, small enough to stream.
 const CHUNK: usize = 1 << 20;
+/// Requests in flight with this project's agent: it finds the next one waiting when it
+/// finishes one.
+const DEPTH: usize = 4;
+
+/// Requests to keep in flight with an agent: [`DEPTH`] for this project's agent; one for any
+/// other, since qemu-ga over virtio-serial can leave the last of several pipelined requests
+/// unanswered until more input arrives (docs/compat.md).
+fn depth(features: Option<&Features>) -> usize {
+    if features.is_some_and(Features::is_ours) {
+        DEPTH
+    } else {
+        1
+    }
+}
 
 type C = Client<Channel>;
 
@@ -96,7 +110,13 @@ fn interrupted(e: &dyn std::fmt::Display, done: u64, total: Option<u64>, dst: &s
     )
 }
 
-fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<Copied, String> {
+fn upload(
+    c: &mut C,
+    local: &Path,
+    remote: &str,
+    resume: bool,
+    depth: usize,
+) -> Result<Copied, String> {
     let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
     let mut f = std::fs::File::open(local).map_err(lerr)?;
     let total = f.metadata().ok().map(|m| m.len());
@@ -118,25 +138,59 @@ fn upload(c: &mut C, local: &Path, remote: &str, resume: bool) -> Result<Copied,
     let start = Instant::now();
     let first = done;
     let dst = format!(":{remote}");
-    loop {
-        let n = f.read(&mut buf).map_err(lerr)?;
-        if n == 0 {
-            break;
+    let mut failure = None;
+    let acked = match c.file_writer(h, depth) {
+        Err(e) => {
+            failure = Some(explain(e));
+            0
         }
-        sha.update(&buf[..n]);
-        if let Err(e) = c.file_write(h, &buf[..n]) {
-            let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
-            return Err(interrupted(&explain(e), done, total, &dst));
+        Ok(mut w) => {
+            loop {
+                let n = match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        failure = Some(lerr(e));
+                        break;
+                    }
+                };
+                sha.update(&buf[..n]);
+                if let Err(e) = w.write(&buf[..n]) {
+                    failure = Some(explain(e));
+                    break;
+                }
+                // What the agent confirmed, not what is still in flight.
+                progress(
+                    done + w.acknowledged() - first,
+                    total.map(|t| t - first),
+                    start,
+                );
+            }
+            // The replies in flight are read even after a local failure, so the count is
+            // what the guest's file has.
+            if let Err(e) = w.finish() {
+                failure.get_or_insert(explain(e));
+            }
+            w.acknowledged()
         }
-        done += n as u64;
-        progress(done - first, total.map(|t| t - first), start);
+    };
+    done += acked;
+    if let Some(text) = failure {
+        let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+        return Err(interrupted(&text, done, total, &dst));
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
         .map_err(|e| interrupted(&explain(e), done, total, &dst))?;
     finish(c, remote, &format!("{:x}", sha.finalize()), done, start)
 }
 
-fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Copied, String> {
+fn download(
+    c: &mut C,
+    remote: &str,
+    local: &Path,
+    resume: bool,
+    depth: usize,
+) -> Result<Copied, String> {
     let local = if local.is_dir() {
         local.join(
             Path::new(remote)
@@ -175,19 +229,31 @@ fn download(c: &mut C, remote: &str, local: &Path, resume: bool) -> Result<Copie
     }
     let first = done;
     let start = Instant::now();
-    loop {
-        let r = c
-            .file_read(h, CHUNK as i64)
-            .map_err(|e| interrupted(&explain(e), done, total, &dst))?;
-        let data = r.data;
-        sha.update(&data);
-        out.write_all(&data)
-            .map_err(|e| interrupted(&lerr(e), done, total, &dst))?;
-        done += data.len() as u64;
-        progress(done - first, total.map(|t| t.saturating_sub(first)), start);
-        if r.eof || data.is_empty() {
-            break;
-        }
+    let mut data = Vec::new();
+    let mut failure = None;
+    match c.file_reader(h, CHUNK as i64, depth) {
+        Err(e) => failure = Some(explain(e)),
+        Ok(mut r) => loop {
+            match r.next_chunk_into(&mut data) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    failure = Some(explain(e));
+                    break;
+                }
+            }
+            sha.update(&data);
+            if let Err(e) = out.write_all(&data) {
+                failure = Some(lerr(e));
+                break;
+            }
+            done += data.len() as u64;
+            progress(done - first, total.map(|t| t.saturating_sub(first)), start);
+        },
+    }
+    if let Some(text) = failure {
+        let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+        return Err(interrupted(&text, done, total, &dst));
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
         .map_err(|e| e.to_string())?;
@@ -240,8 +306,14 @@ fn finish(
 /// `qga cp SRC DST`: exactly one side starts with `:` (the guest's).
 pub(crate) fn copy(c: &mut C, src: &str, dst: &str, resume: bool) -> Result<String, String> {
     match (src.strip_prefix(':'), dst.strip_prefix(':')) {
-        (None, Some(remote)) => upload(c, Path::new(src), remote, resume).map(|d| d.text),
-        (Some(remote), None) => download(c, remote, Path::new(dst), resume).map(|d| d.text),
+        (None, Some(remote)) => {
+            let d = depth(Features::probe(c).ok().as_ref());
+            upload(c, Path::new(src), remote, resume, d).map(|d| d.text)
+        }
+        (Some(remote), None) => {
+            let d = depth(Features::probe(c).ok().as_ref());
+            download(c, remote, Path::new(dst), resume, d).map(|d| d.text)
+        }
         _ => Err(ONE_GUEST_PATH.into()),
     }
 }
@@ -321,6 +393,7 @@ pub(crate) fn copy_tree(c: &mut C, src: &str, dst: &str) -> Result<String, Strin
 
 fn upload_tree(c: &mut C, local: &Path, remote: &str) -> Result<String, crate::Failure> {
     let mut fs = GuestFs::new(c)?;
+    let depth = depth(Some(&fs.features));
     let into_existing = fs.stat(remote, true).is_ok_and(|st| st.kind == "directory");
     let name = local
         .canonicalize()
@@ -367,7 +440,7 @@ fn upload_tree(c: &mut C, local: &Path, remote: &str) -> Result<String, crate::F
     fs.mkdir_p(&gdirs)?;
     report.dirs = gdirs.len();
     for (path, gpath) in files {
-        let d = upload(fs.c, &path, &gpath, false)?;
+        let d = upload(fs.c, &path, &gpath, false, depth)?;
         report.file(&format!("{} -> :{gpath}", path.display()), &d);
     }
     Ok(report.finish(&format!(":{root}")))
@@ -375,9 +448,10 @@ fn upload_tree(c: &mut C, local: &Path, remote: &str) -> Result<String, crate::F
 
 fn download_tree(c: &mut C, remote: &str, local: &Path) -> Result<String, crate::Failure> {
     let mut fs = GuestFs::new(c)?;
+    let depth = depth(Some(&fs.features));
     let top = fs.stat(remote, true)?;
     if top.kind != "directory" {
-        return download(fs.c, remote, local, false)
+        return download(fs.c, remote, local, false, depth)
             .map(|d| d.text)
             .map_err(crate::Failure);
     }
@@ -399,7 +473,7 @@ fn download_tree(c: &mut C, remote: &str, local: &Path) -> Result<String, crate:
             match e.kind.as_str() {
                 "directory" => subdirs.push((gpath, path)),
                 "file" => {
-                    let d = download(fs.c, &gpath, &path, false)?;
+                    let d = download(fs.c, &gpath, &path, false, depth)?;
                     report.file(&format!(":{gpath} -> {}", path.display()), &d);
                 }
                 other => report.skip(&format!(":{gpath}"), other),

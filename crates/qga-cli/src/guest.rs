@@ -45,6 +45,11 @@ impl Features {
         })
     }
 
+    /// Whether the agent is this project's (it lists `__org.qga_*` commands enabled).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.enabled.iter().any(|n| n.starts_with("__org.qga_"))
+    }
+
     /// Whether `name` is listed and enabled.
     pub(crate) fn has(&self, name: &str) -> bool {
         self.enabled.contains(name)

@@ -22,9 +22,11 @@ use qga_schema::Command;
 
 pub mod channel;
 pub mod discover;
+mod transfer;
 mod virsh;
 
 pub use channel::{Channel, Target};
+pub use transfer::{FileReader, FileWriter};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,14 @@ pub enum ClientError {
     /// The channel closed.
     #[error("the agent closed the channel")]
     Closed,
+    /// A guest-file-write of a pipelined transfer wrote less than it was given.
+    #[error("the agent wrote {written} of {asked} bytes")]
+    ShortWrite {
+        /// The count the agent reported.
+        written: i64,
+        /// The bytes sent.
+        asked: usize,
+    },
 }
 
 /// One reply line as received.
@@ -157,9 +167,11 @@ struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn new(expected: usize) -> StreamDecoder {
+    fn new(mut data: Vec<u8>, expected: usize) -> StreamDecoder {
+        data.clear();
+        data.resize(expected + 3, 0);
         StreamDecoder {
-            data: vec![0; expected + 3],
+            data,
             len: 0,
             pending: Vec::new(),
             lenient: false,
@@ -391,10 +403,20 @@ impl<S: Read + Write> Client<S> {
     }
 
     fn file_read_streamed(&mut self, handle: i64, count: i64) -> Result<FileChunk, ClientError> {
+        self.send_file_read(handle, count)?;
+        self.recv_file_read(Vec::new())
+    }
+
+    fn send_file_read(&mut self, handle: i64, count: i64) -> Result<(), ClientError> {
         let req = format!(
             "{{\"execute\":\"guest-file-read\",\"arguments\":{{\"handle\":{handle},\"count\":{count}}}}}\n"
         );
-        self.send_raw(req.as_bytes())?;
+        self.send_raw(req.as_bytes())
+    }
+
+    /// Reads one guest-file-read reply, decoding its text as it arrives into `buf` (its
+    /// contents replaced; a buffer used before has its pages already).
+    fn recv_file_read(&mut self, buf: Vec<u8>) -> Result<FileChunk, ClientError> {
         // The head of the reply, up to the opening quote of the base64 text or the line end.
         let mut head = Vec::new();
         let mut line_done = false;
@@ -429,7 +451,7 @@ impl<S: Read + Write> Client<S> {
             }
             return self.file_read_general(head);
         };
-        let mut dec = StreamDecoder::new(count);
+        let mut dec = StreamDecoder::new(buf, count);
         loop {
             let avail = self.reader.fill_buf()?;
             if avail.is_empty() {
@@ -486,6 +508,27 @@ impl<S: Read + Write> Client<S> {
         Ok(FileChunk { data, eof: r.eof })
     }
 
+    /// Reads `handle` from its position to the end of the file in requests of `chunk`
+    /// bytes, with up to `depth` of them in flight (module `transfer`).
+    pub fn file_reader(
+        &mut self,
+        handle: i64,
+        chunk: i64,
+        depth: usize,
+    ) -> Result<FileReader<'_, S>, ClientError> {
+        FileReader::new(self, handle, chunk, depth)
+    }
+
+    /// Writes to `handle` with up to `depth` guest-file-write requests in flight (module
+    /// `transfer`); each reply's count is checked against what was sent.
+    pub fn file_writer(
+        &mut self,
+        handle: i64,
+        depth: usize,
+    ) -> Result<FileWriter<'_, S>, ClientError> {
+        FileWriter::new(self, handle, depth)
+    }
+
     /// guest-file-write of `data`, encoded straight into the request; returns the count
     /// the agent reports.
     pub fn file_write(&mut self, handle: i64, data: &[u8]) -> Result<i64, ClientError> {
@@ -509,6 +552,17 @@ impl<S: Read + Write> Client<S> {
         if self.desynced {
             self.sync()?;
         }
+        self.send_file_write(handle, b64_len, fill)?;
+        self.recv_file_write()
+    }
+
+    /// Sends one guest-file-write request, its text put in place by `fill`.
+    fn send_file_write(
+        &mut self,
+        handle: i64,
+        b64_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ClientError> {
         let head = format!(
             "{{\"execute\":\"guest-file-write\",\"arguments\":{{\"handle\":{handle},\"buf-b64\":\""
         );
@@ -528,6 +582,11 @@ impl<S: Read + Write> Client<S> {
         if self.scratch.len() > 8 << 20 && total < 1 << 20 {
             self.scratch = Vec::new();
         }
+        Ok(())
+    }
+
+    /// Reads one guest-file-write reply: the count written.
+    fn recv_file_write(&mut self) -> Result<i64, ClientError> {
         let ret = self.read_reply()?.result()?;
         let r: qga_schema::files::GuestFileWrite = serde_json::from_value(ret.into_json())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -602,7 +661,7 @@ mod tests {
         ] {
             let want = qga_proto::b64::decode(text).unwrap();
             for step in 1..=text.len().max(1) {
-                let mut dec = StreamDecoder::new(want.len());
+                let mut dec = StreamDecoder::new(vec![7; 3], want.len());
                 for piece in text.as_bytes().chunks(step) {
                     dec.feed(piece);
                 }
