@@ -21,6 +21,8 @@ use qga_schema::{
 use sha2::{Digest, Sha256};
 
 type C = Client<UnixStream>;
+/// Requests in flight in the pipelined transfer figures (as `qga cp`).
+const PIPELINE: usize = 4;
 type R<T> = Result<T, ClientError>;
 /// Builds the `i`-th request of a pipelined series.
 type RequestMaker = fn(usize) -> String;
@@ -136,28 +138,38 @@ fn make_file(path: &Path, size: usize) -> String {
     format!("{:x}", Sha256::digest(&data))
 }
 
-/// Reads `path` through the agent in `chunk`-byte reads; returns (seconds, bytes). The
-/// data is verified after the clock stops.
-fn read_file(c: &mut C, path: &Path, chunk: usize, want_sha: &str) -> R<(f64, usize)> {
+/// Reads `path` through the agent in `chunk`-byte reads with `depth` requests in flight;
+/// returns (seconds, bytes). Each reply is decoded into its own buffer, allocated and touched
+/// before the clock starts (the client's page faults are not the agent's speed); the data is
+/// verified after the clock stops.
+fn read_file(
+    c: &mut C,
+    path: &Path,
+    chunk: usize,
+    depth: usize,
+    want_sha: &str,
+) -> R<(f64, usize)> {
+    let size = std::fs::metadata(path).expect("stat").len() as usize;
+    let mut parts: Vec<Vec<u8>> = (0..size / chunk + 2)
+        .map(|_| vec![1u8; chunk + 3])
+        .collect();
     let h = c.execute::<GuestFileOpen>(&FileOpenArgs {
         path: path.display().to_string(),
         mode: Some("r".into()),
     })?;
-    let mut parts = Vec::new();
     let t = Instant::now();
-    loop {
-        let r = c.file_read(h, chunk as i64)?;
-        let done = r.eof || r.data.is_empty();
-        parts.push(r.data);
-        if done {
-            break;
+    let mut used = 0;
+    {
+        let mut reader = c.file_reader(h, chunk as i64, depth)?;
+        while reader.next_chunk_into(&mut parts[used])? {
+            used += 1;
         }
     }
     let secs = t.elapsed().as_secs_f64();
     c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })?;
     let mut sha = Sha256::new();
     let mut total = 0;
-    for p in &parts {
+    for p in &parts[..used] {
         sha.update(p);
         total += p.len();
     }
@@ -169,17 +181,21 @@ fn read_file(c: &mut C, path: &Path, chunk: usize, want_sha: &str) -> R<(f64, us
     Ok((secs, total))
 }
 
-/// Writes `data` through the agent in `chunk`-byte writes; returns seconds.
-fn write_file(c: &mut C, path: &Path, data: &[u8], chunk: usize) -> R<f64> {
+/// Writes `data` through the agent in `chunk`-byte writes with `depth` requests in flight
+/// (the text encoded before the clock starts); returns seconds.
+fn write_file(c: &mut C, path: &Path, data: &[u8], chunk: usize, depth: usize) -> R<f64> {
     let h = c.execute::<GuestFileOpen>(&FileOpenArgs {
         path: path.display().to_string(),
         mode: Some("w".into()),
     })?;
     let encoded: Vec<Base64Text> = data.chunks(chunk).map(Base64Text::encode).collect();
     let t = Instant::now();
+    let mut writer = c.file_writer(h, depth)?;
     for e in &encoded {
-        c.file_write_b64(h, e)?;
+        writer.write_b64(e)?;
     }
+    assert_eq!(writer.finish()?, data.len() as u64);
+    drop(writer);
     c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })?;
     let secs = t.elapsed().as_secs_f64();
     let written = std::fs::read(path).expect("read back");
@@ -441,66 +457,86 @@ fn main() {
         let part_sha = make_file(&part, data.len());
         for (which, a) in &live {
             let mut c = a.client();
-            a.reset_peak();
-            let (cpu0, _, _) = a.usage();
-            let (secs, n) = read_file(&mut c, &part, chunk, &part_sha).expect("read");
-            let (cpu1, _, hwm) = a.usage();
-            push(
-                &mut rows,
-                format!("read {label} chunks"),
-                "MB/s",
-                *which,
-                n as f64 / secs / 1e6,
-            );
-            push(
-                &mut rows,
-                format!("read {label}: agent CPU per GiB"),
-                "s",
-                *which,
-                (cpu1 - cpu0) * (1u64 << 30) as f64 / n as f64,
-            );
-            if chunk == 48 << 20 {
+            // One request at a time (the agent's round trip), then, up to 1 MiB, with
+            // several in flight (how `qga cp` copies).
+            let depths: &[usize] = if chunk <= 1 << 20 {
+                &[1, PIPELINE]
+            } else {
+                &[1]
+            };
+            for &depth in depths {
+                let label = if depth == 1 {
+                    label.to_string()
+                } else {
+                    format!("{label}, {depth} in flight")
+                };
+                a.reset_peak();
+                let (cpu0, _, _) = a.usage();
+                let (secs, n) = read_file(&mut c, &part, chunk, depth, &part_sha).expect("read");
+                let (cpu1, _, hwm) = a.usage();
                 push(
                     &mut rows,
-                    "peak RSS (48 MiB reads)".into(),
-                    "MB",
+                    format!("read {label} chunks"),
+                    "MB/s",
                     *which,
-                    hwm as f64 / 1024.0,
+                    n as f64 / secs / 1e6,
                 );
-            }
-            let out = work.path().join(format!("out{which}.bin"));
-            let part_data = std::fs::read(&part).expect("part");
-            a.reset_peak();
-            let (cpu0, _, _) = a.usage();
-            // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
-            let secs =
-                write_file(&mut c, &out, &part_data, chunk.min((48 << 20) - 1024)).expect("write");
-            let (cpu1, _, hwm) = a.usage();
-            push(
-                &mut rows,
-                format!("write {label} chunks"),
-                "MB/s",
-                *which,
-                part_data.len() as f64 / secs / 1e6,
-            );
-            push(
-                &mut rows,
-                format!("write {label}: agent CPU per GiB"),
-                "s",
-                *which,
-                (cpu1 - cpu0) * (1u64 << 30) as f64 / part_data.len() as f64,
-            );
-            if chunk == 48 << 20 {
                 push(
                     &mut rows,
-                    "peak RSS (48 MiB writes)".into(),
-                    "MB",
+                    format!("read {label}: agent CPU per GiB"),
+                    "s",
                     *which,
-                    hwm as f64 / 1024.0,
+                    (cpu1 - cpu0) * (1u64 << 30) as f64 / n as f64,
                 );
+                if chunk == 48 << 20 {
+                    push(
+                        &mut rows,
+                        "peak RSS (48 MiB reads)".into(),
+                        "MB",
+                        *which,
+                        hwm as f64 / 1024.0,
+                    );
+                }
+                let out = work.path().join(format!("out{which}.bin"));
+                let part_data = std::fs::read(&part).expect("part");
+                a.reset_peak();
+                let (cpu0, _, _) = a.usage();
+                // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
+                let secs = write_file(
+                    &mut c,
+                    &out,
+                    &part_data,
+                    chunk.min((48 << 20) - 1024),
+                    depth,
+                )
+                .expect("write");
+                let (cpu1, _, hwm) = a.usage();
+                push(
+                    &mut rows,
+                    format!("write {label} chunks"),
+                    "MB/s",
+                    *which,
+                    part_data.len() as f64 / secs / 1e6,
+                );
+                push(
+                    &mut rows,
+                    format!("write {label}: agent CPU per GiB"),
+                    "s",
+                    *which,
+                    (cpu1 - cpu0) * (1u64 << 30) as f64 / part_data.len() as f64,
+                );
+                if chunk == 48 << 20 {
+                    push(
+                        &mut rows,
+                        "peak RSS (48 MiB writes)".into(),
+                        "MB",
+                        *which,
+                        hwm as f64 / 1024.0,
+                    );
+                }
+                moved[*which] += 2 * n;
+                let _ = std::fs::remove_file(&out);
             }
-            moved[*which] += 2 * n;
-            let _ = std::fs::remove_file(&out);
         }
     }
     for (which, a) in &live {
