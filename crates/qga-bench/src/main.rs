@@ -203,6 +203,27 @@ fn write_file(c: &mut C, path: &Path, data: &[u8], chunk: usize, depth: usize) -
     Ok(secs)
 }
 
+/// Writes back what earlier phases left dirty (the test file, deleted files' discards), so
+/// that the kernel's writeback does not take CPU from the phase that follows.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
+/// Writes `data` in `chunk`-byte write(2) calls into a new file at `path`, closes and deletes
+/// it; returns the seconds up to the close (as an agent's write phase).
+fn local_write(path: &Path, data: &[u8], chunk: usize) -> f64 {
+    use std::io::Write as _;
+    let t = Instant::now();
+    let mut f = std::fs::File::create(path).expect("create");
+    for piece in data.chunks(chunk) {
+        f.write_all(piece).expect("write");
+    }
+    drop(f);
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::remove_file(path).expect("remove");
+    secs
+}
+
 /// Runs a command and polls until it exited; returns (seconds, captured stdout bytes).
 fn exec(c: &mut C, path: &str, args: &[&str]) -> R<(f64, usize)> {
     let t = Instant::now();
@@ -470,6 +491,7 @@ fn main() {
                 } else {
                     format!("{label}, {depth} in flight")
                 };
+                settle();
                 a.reset_peak();
                 let (cpu0, _, _) = a.usage();
                 let (secs, n) = read_file(&mut c, &part, chunk, depth, &part_sha).expect("read");
@@ -499,6 +521,23 @@ fn main() {
                 }
                 let out = work.path().join(format!("out{which}.bin"));
                 let part_data = std::fs::read(&part).expect("part");
+                settle();
+                // The floor: the same chunks written by this process with write(2) into a
+                // new file beside it, then deleted. Every write phase starts from there, so
+                // the page cache's new pages are memory the machine has just used, not
+                // memory a hypervisor took back (free page reporting) and must fault in.
+                let floor = local_write(
+                    &work.path().join("floor.bin"),
+                    &part_data,
+                    chunk.min((48 << 20) - 1024),
+                );
+                push(
+                    &mut rows,
+                    format!("write {label}: local write(2) before it"),
+                    "MB/s",
+                    *which,
+                    part_data.len() as f64 / floor / 1e6,
+                );
                 a.reset_peak();
                 let (cpu0, _, _) = a.usage();
                 // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
