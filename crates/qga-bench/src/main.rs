@@ -257,6 +257,20 @@ fn exec_median(c: &mut C) -> f64 {
     )
 }
 
+/// Median of nine: start `/bin/true` from this process and wait for it.
+fn local_spawn_median() -> f64 {
+    median(
+        (0..9)
+            .map(|_| {
+                let t = Instant::now();
+                let status = Command::new("/bin/true").status().expect("spawn /bin/true");
+                assert!(status.success());
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -445,6 +459,15 @@ fn main() {
         }
     }
     for (which, a) in &live {
+        // The floor, measured just before: this process starting `/bin/true` itself
+        // (posix_spawn through std) and waiting for it, without any agent.
+        push(
+            &mut rows,
+            "exec floor: spawn and wait here, no agent".into(),
+            "ms",
+            *which,
+            local_spawn_median() * 1e3,
+        );
         let mut c = a.client();
         let s = exec_median(&mut c);
         push(
