@@ -219,6 +219,27 @@ fn file_roundtrip_at(ctx: &mut Ctx<'_>, dir: &str) -> Result<String, String> {
     ))
 }
 
+/// Runs `f` on the client with every reply due within `limit`, then puts the usual reply
+/// timeout back; after a failure it resynchronises, since the raw requests of the checks do
+/// not by themselves (the resynchronisation is new input, which also frees a reply an agent
+/// held back).
+fn with_reply_limit<T>(
+    ctx: &mut Ctx<'_>,
+    limit: Duration,
+    f: impl FnOnce(
+        &mut qga_client::Client<std::os::unix::net::UnixStream>,
+    ) -> Result<T, qga_client::ClientError>,
+) -> Result<Result<T, qga_client::ClientError>, String> {
+    let c = ctx.client()?;
+    c.set_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    let r = f(c);
+    let _ = c.set_timeout(Some(crate::suite::REPLY_TIMEOUT));
+    if r.is_err() {
+        let _ = c.sync();
+    }
+    Ok(r)
+}
+
 /// A file written and read back with four requests in flight (`qga_client::FileWriter` and
 /// `FileReader`, what `qga cp` uses with our agent): 2 MiB in 64 KiB writes, checked with the
 /// guest's `sha256sum`, then read back in 64 KiB reads. Every reply must come within 10 s.
@@ -227,25 +248,17 @@ fn file_roundtrip_at(ctx: &mut Ctx<'_>, dir: &str) -> Result<String, String> {
 pub fn check_pipelined_transfer(ctx: &mut Ctx<'_>) -> Result<String, String> {
     const LEN: usize = 2 << 20;
     const PIECE: usize = 64 << 10;
+    const LIMIT: Duration = Duration::from_secs(10);
     let path = format!("/tmp/qga-vmtest-pipelined-{}.bin", tag(ctx));
     let data = test_data(LEN, 0x91fe);
     let h = open(ctx, &path, "w")?;
-    let c = ctx.client()?;
-    c.set_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let written = (|| {
+    let written = with_reply_limit(ctx, LIMIT, |c| {
         let mut w = c.file_writer(h, 4)?;
         for piece in data.chunks(PIECE) {
             w.write(piece)?;
         }
         w.finish()
-    })();
-    let _ = c.set_timeout(Some(Duration::from_secs(30)));
-    if written.is_err() {
-        // Back in step (the raw requests below do not resynchronise by themselves): the
-        // resynchronisation is new input, which also frees a reply held back.
-        let _ = c.sync();
-    }
+    })?;
     match written {
         Ok(n) if n == LEN as u64 => {}
         Ok(n) => return Err(format!("{n} of {LEN} bytes acknowledged")),
@@ -264,21 +277,14 @@ pub fn check_pipelined_transfer(ctx: &mut Ctx<'_>) -> Result<String, String> {
         return Err(format!("guest sha256 {guest}, host {host}"));
     }
     let h = open(ctx, &path, "r")?;
-    let c = ctx.client()?;
-    c.set_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let back = (|| {
+    let back = with_reply_limit(ctx, LIMIT, |c| {
         let mut back = Vec::with_capacity(LEN);
         let mut r = c.file_reader(h, PIECE as i64, 4)?;
         while let Some(chunk) = r.next_chunk()? {
             back.extend_from_slice(&chunk);
         }
-        Ok::<_, qga_client::ClientError>(back)
-    })();
-    let _ = c.set_timeout(Some(Duration::from_secs(30)));
-    if back.is_err() {
-        let _ = c.sync();
-    }
+        Ok(back)
+    })?;
     let closed = close(ctx, h);
     let back = back.map_err(|e| format!("reads of 64 KiB, 4 in flight: {e}"))?;
     closed?;

@@ -620,6 +620,9 @@ pub const PROTOCOL_CHECKS: &[Check] = &[
     ),
 ];
 
+/// How long the checks' client waits for a reply.
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -652,7 +655,7 @@ impl Ctx<'_> {
         if self.client.is_none() {
             let c = self
                 .vm
-                .connect_agent(self.transport, Duration::from_secs(30))
+                .connect_agent(self.transport, REPLY_TIMEOUT)
                 .map_err(|e| e.0)?;
             self.client = Some(c);
         }

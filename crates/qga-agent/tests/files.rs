@@ -39,6 +39,15 @@ fn read(c: &mut C, handle: i64, count: Option<i64>) -> files::GuestFileRead {
         .unwrap()
 }
 
+fn seek(c: &mut C, handle: i64, offset: i64, whence: QgaSeek) -> files::GuestFileSeek {
+    c.execute::<GuestFileSeek>(&FileSeekArgs {
+        handle,
+        offset,
+        whence: GuestFileWhence::Name(whence),
+    })
+    .unwrap()
+}
+
 fn write(c: &mut C, handle: i64, b64: &str) -> Result<files::GuestFileWrite, ClientError> {
     c.execute::<GuestFileWrite>(&FileWriteArgs {
         handle,
@@ -58,13 +67,7 @@ fn test_file_roundtrip_eof_and_zero_read() {
     assert_eq!(h, 1000);
     let w = write(&mut c, h, "aGVsbG8=").unwrap();
     assert_eq!((w.count, w.eof), (5, false));
-    let pos = c
-        .execute::<GuestFileSeek>(&FileSeekArgs {
-            handle: h,
-            offset: 0,
-            whence: GuestFileWhence::Name(QgaSeek::Set),
-        })
-        .unwrap();
+    let pos = seek(&mut c, h, 0, QgaSeek::Set);
     assert_eq!((pos.position, pos.eof), (0, false));
     let r = read(&mut c, h, None);
     assert_eq!((r.count, r.buf_b64.as_str(), r.eof), (5, "aGVsbG8=", true));
@@ -124,12 +127,7 @@ fn test_large_reads_through_a_pipe_keep_fread_semantics() {
     let r = read(&mut c, h, Some(150_000));
     assert_eq!((r.count, r.buf_b64.as_str(), r.eof), (0, "", true));
     // A write after a piped read goes where the read stopped.
-    c.execute::<GuestFileSeek>(&FileSeekArgs {
-        handle: h,
-        offset: 100_000,
-        whence: GuestFileWhence::Name(QgaSeek::Set),
-    })
-    .unwrap();
+    seek(&mut c, h, 100_000, QgaSeek::Set);
     let r = read(&mut c, h, Some(70_000));
     assert_eq!(b64::decode(&r.buf_b64).unwrap(), data[100_000..170_000]);
     assert_eq!(write(&mut c, h, "eHl6").unwrap().count, 3);
@@ -561,12 +559,7 @@ fn test_large_transfers_bounded_memory_returned_after_client_leaves() {
             hwm < idle + (8 << 10),
             "peak {hwm} kB after the read, idle {idle} kB"
         );
-        c.execute::<GuestFileSeek>(&FileSeekArgs {
-            handle: h,
-            offset: 0,
-            whence: GuestFileWhence::Name(QgaSeek::Set),
-        })
-        .unwrap();
+        seek(&mut c, h, 0, QgaSeek::Set);
         assert_eq!(c.file_write(h, &data[..32 << 20]).unwrap(), 32 << 20);
         c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
             .unwrap();
@@ -662,23 +655,12 @@ fn test_pipelined_transfers_in_order_and_channel_kept() {
         assert!(back == data, "{program}: read data differs");
 
         // Left part way: the replies still in flight are skipped by the next call.
-        c.execute::<GuestFileSeek>(&FileSeekArgs {
-            handle: h,
-            offset: 0,
-            whence: GuestFileWhence::Name(QgaSeek::Set),
-        })
-        .unwrap();
+        seek(&mut c, h, 0, QgaSeek::Set);
         {
             let mut r = c.file_reader(h, 4096, 4).unwrap();
             assert_eq!(r.next_chunk().unwrap().unwrap(), data[..4096]);
         }
-        let pos = c
-            .execute::<GuestFileSeek>(&FileSeekArgs {
-                handle: h,
-                offset: 0,
-                whence: GuestFileWhence::Name(QgaSeek::Cur),
-            })
-            .unwrap();
+        let pos = seek(&mut c, h, 0, QgaSeek::Cur);
         // The four requests sent were all carried out.
         assert_eq!(pos.position, 4 * 4096, "{program}");
         c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })

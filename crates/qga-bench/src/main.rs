@@ -499,6 +499,9 @@ fn main() {
         let data = &big_data[..limit.min(size)];
         let part = work.path().join("part.bin");
         let part_sha = make_file(&part, data.len());
+        let part_data = std::fs::read(&part).expect("part");
+        // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
+        let write_chunk = chunk.min((48 << 20) - 1024);
         for (which, a) in &live {
             let mut c = a.client();
             // One request at a time (the agent's round trip), then, up to 1 MiB, with
@@ -543,17 +546,12 @@ fn main() {
                     );
                 }
                 let out = work.path().join(format!("out{which}.bin"));
-                let part_data = std::fs::read(&part).expect("part");
                 settle();
                 // The floor: the same chunks written by this process with write(2) into a
                 // new file beside it, then deleted. Every write phase starts from there, so
                 // the page cache's new pages are memory the machine has just used, not
                 // memory a hypervisor took back (free page reporting) and must fault in.
-                let floor = local_write(
-                    &work.path().join("floor.bin"),
-                    &part_data,
-                    chunk.min((48 << 20) - 1024),
-                );
+                let floor = local_write(&work.path().join("floor.bin"), &part_data, write_chunk);
                 push(
                     &mut rows,
                     format!("write {label}: local write(2) before it"),
@@ -563,15 +561,7 @@ fn main() {
                 );
                 a.reset_peak();
                 let (cpu0, _, _) = a.usage();
-                // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
-                let secs = write_file(
-                    &mut c,
-                    &out,
-                    &part_data,
-                    chunk.min((48 << 20) - 1024),
-                    depth,
-                )
-                .expect("write");
+                let secs = write_file(&mut c, &out, &part_data, write_chunk, depth).expect("write");
                 let (cpu1, _, hwm) = a.usage();
                 push(
                     &mut rows,

@@ -361,6 +361,14 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
+    /// Resynchronises first if an earlier call left the channel out of step.
+    fn resync_if_needed(&mut self) -> Result<(), ClientError> {
+        if self.desynced {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// Runs a command by name with JSON arguments and returns its `return` value; `None`
     /// when the command does not reply on success (the channel is not read then).
     pub fn execute_value(
@@ -369,9 +377,7 @@ impl<S: Read + Write> Client<S> {
         args: Option<Value>,
         expect_reply: bool,
     ) -> Result<Option<Value>, ClientError> {
-        if self.desynced {
-            self.sync()?;
-        }
+        self.resync_if_needed()?;
         let mut req = qga_proto::Dict::new();
         req.insert("execute", Value::Str(name.to_string()));
         if let Some(a) = args {
@@ -391,9 +397,7 @@ impl<S: Read + Write> Client<S> {
     /// arrives, without holding the reply line; a reply of another shape (an error, an
     /// agent that orders members differently) takes the general path.
     pub fn file_read(&mut self, handle: i64, count: i64) -> Result<FileChunk, ClientError> {
-        if self.desynced {
-            self.sync()?;
-        }
+        self.resync_if_needed()?;
         let r = self.file_read_streamed(handle, count);
         if let Err(ClientError::Io(_)) = r {
             // The rest of the reply may still arrive: it must not be taken for the next one.
@@ -549,9 +553,7 @@ impl<S: Read + Write> Client<S> {
         b64_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<i64, ClientError> {
-        if self.desynced {
-            self.sync()?;
-        }
+        self.resync_if_needed()?;
         self.send_file_write(handle, b64_len, fill)?;
         self.recv_file_write()
     }

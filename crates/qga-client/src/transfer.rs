@@ -37,9 +37,7 @@ impl<'c, S: Read + Write> FileReader<'c, S> {
         chunk: i64,
         depth: usize,
     ) -> Result<Self, ClientError> {
-        if client.desynced {
-            client.sync()?;
-        }
+        client.resync_if_needed()?;
         Ok(FileReader {
             client,
             handle,
@@ -144,9 +142,7 @@ impl<'c, S: Read + Write> FileWriter<'c, S> {
         handle: i64,
         depth: usize,
     ) -> Result<Self, ClientError> {
-        if client.desynced {
-            client.sync()?;
-        }
+        client.resync_if_needed()?;
         Ok(FileWriter {
             client,
             handle,
@@ -160,24 +156,18 @@ impl<'c, S: Read + Write> FileWriter<'c, S> {
     /// Sends `data` (encoded straight into the request), first waiting for the oldest reply
     /// if `depth` requests are in flight.
     pub fn write(&mut self, data: &[u8]) -> Result<(), ClientError> {
-        self.make_room()?;
-        let len = qga_proto::b64::encoded_len(data.len());
-        let sent = self.client.send_file_write(self.handle, len, |out| {
+        self.send(data.len(), qga_proto::b64::encoded_len(data.len()), |out| {
             qga_proto::b64::encode_to_slice(data, out);
-        });
-        self.sent(sent, data.len())
+        })
     }
 
     /// Sends already encoded text, as [`FileWriter::write`].
     pub fn write_b64(&mut self, text: &Base64Text) -> Result<(), ClientError> {
-        self.make_room()?;
         let bytes = text.as_str().as_bytes();
         let pad = bytes.iter().rev().take(2).filter(|&&b| b == b'=').count();
-        let data_len = bytes.len() / 4 * 3 - pad;
-        let sent = self
-            .client
-            .send_file_write(self.handle, bytes.len(), |out| out.copy_from_slice(bytes));
-        self.sent(sent, data_len)
+        self.send(bytes.len() / 4 * 3 - pad, bytes.len(), |out| {
+            out.copy_from_slice(bytes);
+        })
     }
 
     /// Bytes the agent has confirmed written so far, in order from the first.
@@ -194,17 +184,21 @@ impl<'c, S: Read + Write> FileWriter<'c, S> {
         Ok(self.acknowledged)
     }
 
-    fn sent(&mut self, r: Result<(), ClientError>, data_len: usize) -> Result<(), ClientError> {
-        match r {
-            Ok(()) => {
-                self.in_flight.push_back(data_len);
-                Ok(())
-            }
-            Err(e) => {
-                self.broken();
-                Err(e)
-            }
+    /// One request of `data_len` bytes whose `text_len` characters of base64 `fill` puts in
+    /// place.
+    fn send(
+        &mut self,
+        data_len: usize,
+        text_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ClientError> {
+        self.make_room()?;
+        if let Err(e) = self.client.send_file_write(self.handle, text_len, fill) {
+            self.broken();
+            return Err(e);
         }
+        self.in_flight.push_back(data_len);
+        Ok(())
     }
 
     fn make_room(&mut self) -> Result<(), ClientError> {
