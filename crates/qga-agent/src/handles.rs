@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use qga_sys::file::{PipedData, Whence};
@@ -33,22 +33,24 @@ impl OpenFile {
     }
 
     /// Reads up to `count` bytes like `fread`: until `count` bytes, end of file or no more
-    /// data for now (a non-blocking FIFO). A failure after some bytes were read returns the
-    /// bytes (qemu-ga reports the error and loses them).
+    /// data for now (a non-blocking FIFO, which returns what it had). Any other failure is
+    /// the read's error, bytes read before it included (qemu-ga reports it the same way).
     pub fn read(&mut self, count: usize) -> io::Result<ReadResult> {
         let mut data = Vec::with_capacity(count);
-        // `take` stops at `count`; reaching end of file first means a read returned 0.
-        let result = (&mut self.file).take(count as u64).read_to_end(&mut data);
-        match result {
-            Ok(_) => {
-                let eof = data.len() < count;
-                Ok(ReadResult { data, eof })
+        while data.len() < count {
+            let want = count - data.len();
+            match qga_sys::file::read_append(&self.file, &mut data, want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !data.is_empty() => {
+                    return Ok(ReadResult { data, eof: false });
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !data.is_empty() => {
-                Ok(ReadResult { data, eof: false })
-            }
-            Err(e) => Err(e),
         }
+        let eof = data.len() < count;
+        Ok(ReadResult { data, eof })
     }
 
     /// Reads up to `count` bytes of a regular file into a pipe (the data stays in the

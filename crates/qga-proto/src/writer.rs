@@ -62,6 +62,10 @@ impl Out for Vec<u8> {
 
 /// Size of the buffer between the writer and a stream.
 const STREAM_BUFFER: usize = 64 * 1024;
+/// Replies up to about this size (by [`Value::size_hint`]) are built whole and go out in one
+/// write, so the reader is woken once rather than once per piece; larger ones go through a
+/// buffer of [`STREAM_BUFFER`].
+const WHOLE_REPLY_MAX: usize = 256 * 1024;
 /// Bytes of binary data encoded per piece (a multiple of 3: no padding inside the text).
 const BASE64_PIECE: usize = STREAM_BUFFER / 4 * 3;
 
@@ -121,16 +125,21 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     value(out, v);
 }
 
-/// Writes `prefix`, the JSON text of `v` and `suffix` to `w`, through a buffer of at most
-/// 64 KiB: small values go out in one write, large ones (binary data of tens of MiB) are
-/// encoded piece by piece as the stream takes them.
+/// Writes `prefix`, the JSON text of `v` and `suffix` to `w`: a reply of up to 256 KiB in one
+/// write, a larger one (binary data of tens of MiB) through a buffer of 64 KiB, encoded piece
+/// by piece as the stream takes them.
 pub fn write_value_to(
     w: &mut impl Write,
     prefix: &[u8],
     v: &Value,
     suffix: &[u8],
 ) -> io::Result<()> {
-    let size = (prefix.len() + v.size_hint() + suffix.len()).min(STREAM_BUFFER);
+    let total = prefix.len() + v.size_hint() + suffix.len();
+    let size = if total <= WHOLE_REPLY_MAX {
+        total
+    } else {
+        STREAM_BUFFER
+    };
     let mut out = StreamOut {
         w,
         buf: Vec::with_capacity(size),
@@ -361,6 +370,50 @@ mod tests {
         let mut streamed = Vec::new();
         write_value_to(&mut streamed, b"\xff", &Value::Dict(d), b"\n").unwrap();
         assert_eq!(streamed, [b"\xff", want.as_bytes(), b"\n"].concat());
+    }
+
+    /// Records the length of every write it is given.
+    struct Writes(Vec<usize>, Vec<u8>);
+
+    impl Write for Writes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.push(b.len());
+            self.1.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn test_reply_up_to_limit_in_one_write_larger_in_pieces() {
+        // Binary data whose reply is under the limit or over it.
+        let frame = |n: usize| {
+            let mut d = Dict::new();
+            d.insert("count", Value::Int(n as i64));
+            d.insert("buf-b64", Value::Bytes(vec![7u8; n]));
+            Value::Dict(d)
+        };
+        for (n, whole) in [
+            (65536, true),
+            (WHOLE_REPLY_MAX / 4 * 3 - 100, true),
+            (WHOLE_REPLY_MAX / 4 * 3 + 100, false),
+            (1 << 20, false),
+        ] {
+            let v = frame(n);
+            let mut w = Writes(Vec::new(), Vec::new());
+            write_value_to(&mut w, b"\xff", &v, b"\n").unwrap();
+            assert_eq!(w.1, [b"\xff", text(&v).as_bytes(), b"\n"].concat(), "{n}");
+            if whole {
+                assert_eq!(w.0, [w.1.len()], "{n}");
+            } else {
+                assert!(
+                    w.0.len() > 1 && w.0.iter().all(|&l| l <= STREAM_BUFFER),
+                    "{n}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -39,6 +39,22 @@ pub fn open(path: &Path, access: Access) -> io::Result<File> {
         .open(path)
 }
 
+/// One read(2) of up to `max` bytes from `file`'s position, appended to `buf` (straight into
+/// its spare capacity: no zero-fill, no probing read); returns the count, 0 at end of file.
+pub fn read_append(file: &File, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let n = max.min(spare.len());
+    // SAFETY: the pointer and length describe `n` bytes of `buf`'s spare capacity, valid for
+    // writes and not otherwise used during the call; read(2) writes at most `n` bytes there.
+    let got = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), n) };
+    let got = usize::try_from(got).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: read(2) initialised the first `got` (at most `n`) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
 /// Origin of a seek.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whence {
@@ -204,6 +220,27 @@ mod tests {
         truncate: false,
         nofollow: false,
     };
+
+    #[test]
+    fn test_read_append_appends_and_reports_end_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = open(&path, READ_ONLY).unwrap();
+        let mut buf = b"ab".to_vec();
+        assert_eq!(read_append(&f, &mut buf, 4).unwrap(), 4);
+        assert_eq!(buf, b"ab0123");
+        assert_eq!(read_append(&f, &mut buf, 100).unwrap(), 6);
+        assert_eq!(buf, b"ab0123456789");
+        assert_eq!(read_append(&f, &mut buf, 100).unwrap(), 0);
+        assert_eq!(read_append(&f, &mut buf, 0).unwrap(), 0);
+        assert_eq!(buf, b"ab0123456789");
+        // A descriptor not open for reading: the error, nothing appended.
+        let wo = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let e = read_append(&wo, &mut buf, 4).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        assert_eq!(buf, b"ab0123456789");
+    }
 
     #[test]
     fn test_splice_read_regular_file_moves_position_and_stops_at_eof() {
