@@ -34,7 +34,8 @@ impl OpenFile {
 
     /// Reads up to `count` bytes like `fread`: until `count` bytes, end of file or no more
     /// data for now (a non-blocking FIFO, which returns what it had). Any other failure is
-    /// the read's error, bytes read before it included (qemu-ga reports it the same way).
+    /// returned as the error even after some bytes were read (they are dropped, the position
+    /// stays past them), as qemu-ga does.
     pub fn read(&mut self, count: usize) -> io::Result<ReadResult> {
         let mut data = Vec::with_capacity(count);
         while data.len() < count {

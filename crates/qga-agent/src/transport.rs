@@ -12,9 +12,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qga_sys::SysError;
 use qga_sys::chan::{self, PollResult, SocketFamily, VsockListener};
@@ -130,11 +130,49 @@ pub fn serve(
 }
 
 /// The clients being served: a second descriptor of each socket, so that the main thread
-/// can shut them down on quit, and a signal when one leaves.
+/// can shut them down on quit, a signal when one leaves, and what they are doing.
 #[derive(Default)]
 struct Clients {
     open: Mutex<HashMap<u64, OwnedFd>>,
     left: Condvar,
+    activity: Activity,
+}
+
+/// What the clients of a listening socket are doing. They share one heap (one malloc arena),
+/// so a trim on behalf of a quiet client would also take the buffers a busy one is reusing
+/// (and make its next large request fault them in again): the heap is trimmed only when no
+/// client is handling input and none has for a second, or when a client leaves while no
+/// other is handling input.
+#[derive(Default)]
+struct Activity {
+    /// Clients handling input now.
+    busy: AtomicUsize,
+    /// When a client last finished handling input.
+    last: Mutex<Option<Instant>>,
+}
+
+impl Activity {
+    /// A client starts handling input.
+    fn start(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A client is done with the input it had.
+    fn stop(&self) {
+        *lock(&self.last) = Some(Instant::now());
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether no client is handling input.
+    fn idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
+    }
+
+    /// Whether no client is handling input and none has for [`IDLE_TRIM_MS`].
+    fn quiet(&self) -> bool {
+        let since = Duration::from_millis(IDLE_TRIM_MS.unsigned_abs().into());
+        self.idle() && lock(&self.last).is_none_or(|t| t.elapsed() >= since)
+    }
 }
 
 impl Clients {
@@ -183,13 +221,15 @@ where
 {
     let clients = Clients::default();
     let max = max.max(1);
+    // What start-up allocated and freed; from now on the clients trim (see Activity).
+    qga_sys::memory_tuning::release_free_memory();
     std::thread::scope(|scope| {
         let mut next_id = 0u64;
         let result = loop {
             if !clients.wait_for_room(max, quit) {
                 break Ok(Stop::Quit);
             }
-            match wait_readable(listener, quit, false) {
+            match wait_readable(listener, quit, None) {
                 Ok(true) => {}
                 Ok(false) => break Ok(Stop::Quit),
                 Err(e) => break Err(e),
@@ -217,11 +257,14 @@ where
                 .name("qga-client".into())
                 .stack_size(CLIENT_STACK)
                 .spawn_scoped(scope, move || {
-                    serve_client(&mut conn, &stream, quit);
+                    serve_client(&mut conn, &stream, quit, &clients.activity);
                     clients.leave(id);
                     // The client's buffers (a 64 MiB request, a 48 MiB read) were freed
-                    // with its session; nothing else would wake up to give them back.
-                    qga_sys::memory_tuning::release_free_memory();
+                    // with its session; nothing else would wake up to give them back
+                    // (unless another client is handling input: it trims when it is quiet).
+                    if clients.activity.idle() {
+                        qga_sys::memory_tuning::release_free_memory();
+                    }
                 });
             if let Err(e) = spawned {
                 log::warn!("cannot start a thread for a client: {e}");
@@ -233,22 +276,29 @@ where
     })
 }
 
-/// Waits until `fd` is readable; `false` when the agent should quit. With `trim`, after a
-/// second without input the memory freed by the last requests is given back to the OS. A
-/// listening socket waits without: its quiet second says nothing of the clients being served,
-/// and a trim in the middle of a client's transfer would have it fault in its buffers again
-/// (measured: a third of the agent's CPU during writes of 48 MiB). Each client trims when it
-/// is idle and when it leaves.
-fn wait_readable(fd: BorrowedFd<'_>, quit: &AtomicBool, trim: bool) -> Result<bool, SysError> {
-    let mut timeout = if trim { IDLE_TRIM_MS } else { -1 };
+/// Waits until `fd` is readable; `false` when the agent should quit. A client (`trim` given)
+/// gives the memory freed by the last requests back to the OS after a second without
+/// input, once every client has been quiet that long ([`Activity::quiet`]); until then it
+/// looks again every second. A listening socket (`None`) never trims: its quiet second says
+/// nothing of the clients being served, and a trim in the middle of a client's transfers
+/// would have it fault its buffers in again (measured: 0.72 against 0.52 s of agent CPU for
+/// three passes of 96 MiB in 48 MiB writes).
+fn wait_readable(
+    fd: BorrowedFd<'_>,
+    quit: &AtomicBool,
+    trim: Option<&Activity>,
+) -> Result<bool, SysError> {
+    let mut timeout = if trim.is_some() { IDLE_TRIM_MS } else { -1 };
     loop {
         if quit.load(Ordering::SeqCst) {
             return Ok(false);
         }
         match chan::poll_readable(fd, timeout)? {
             PollResult::Timeout => {
-                qga_sys::memory_tuning::release_free_memory();
-                timeout = -1;
+                if trim.is_some_and(Activity::quiet) {
+                    qga_sys::memory_tuning::release_free_memory();
+                    timeout = -1;
+                }
             }
             PollResult::Interrupted => {}
             _ => return Ok(true),
@@ -259,7 +309,7 @@ fn wait_readable(fd: BorrowedFd<'_>, quit: &AtomicBool, trim: bool) -> Result<bo
 /// One client of a listening socket, with its own parser, until it leaves, its connection
 /// fails or the agent quits. A read or write error ends the client, never the agent
 /// (qemu-ga exits when a client resets the connection).
-fn serve_client<S>(agent: &mut Agent, stream: &S, quit: &AtomicBool)
+fn serve_client<S>(agent: &mut Agent, stream: &S, quit: &AtomicBool, activity: &Activity)
 where
     S: AsFd,
     for<'s> &'s S: Read + Write,
@@ -271,7 +321,7 @@ where
     }
     let mut writer = ClientWriter { stream, quit };
     loop {
-        match wait_readable(stream.as_fd(), quit, true) {
+        match wait_readable(stream.as_fd(), quit, Some(activity)) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -288,7 +338,10 @@ where
                 return;
             }
         };
-        if let Err(e) = session.feed(agent, &buf[..n], &mut writer) {
+        activity.start();
+        let fed = session.feed(agent, &buf[..n], &mut writer);
+        activity.stop();
+        if let Err(e) = fed {
             log::debug!("client write failed: {e}");
             return;
         }

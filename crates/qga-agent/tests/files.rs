@@ -585,20 +585,26 @@ fn test_large_transfers_bounded_memory_returned_after_client_leaves() {
 
 /// Memory freed by a large write stays with the agent while its client keeps sending (the
 /// next large request reuses it instead of faulting it in again), whatever the listening
-/// socket does meanwhile, and goes back once the client has been quiet for a second.
+/// socket and a quiet second client do meanwhile, and goes back once every client has been
+/// quiet for a second.
 #[test]
 fn test_memory_kept_while_client_busy_returned_when_idle() {
     let a = Agent::start(&[]);
     let idle = rss_kb(&a);
     let p = a.statedir().join("kept.bin");
     let data = vec![0x5au8; 32 << 20];
+    // Connected throughout, never sending: its own quiet second must not trim.
+    let mut quiet = a.client();
+    quiet
+        .execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
+        .unwrap();
     let mut c = a.client();
     let h = open(&mut c, p.to_str().unwrap(), "w");
     assert_eq!(c.file_write(h, &data).unwrap(), 32 << 20);
     c.execute::<GuestFileClose>(&FileHandleArgs { handle: h })
         .unwrap();
-    // A request every 200 ms for 1.6 s: the client is never idle for a second, the
-    // listening socket is (it accepted nobody since this client).
+    // A request every 200 ms for 1.6 s: this client is never idle for a second, the
+    // listening socket (it accepted nobody since) and the other client are.
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(200));
         c.execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
@@ -609,9 +615,12 @@ fn test_memory_kept_while_client_busy_returned_when_idle() {
         busy > idle + (24 << 10),
         "{busy} kB while the client is busy (idle {idle} kB): freed memory was given back"
     );
-    assert_rss_back_to_idle(&a, idle, "by a connected but idle client");
-    c.execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
-        .unwrap();
+    assert_rss_back_to_idle(&a, idle, "by connected but idle clients");
+    for client in [&mut c, &mut quiet] {
+        client
+            .execute::<qga_schema::GuestPing>(&qga_schema::NoArgs {})
+            .unwrap();
+    }
 }
 
 /// Pipelined transfers (`qga_client::FileReader`/`FileWriter`, what `qga cp` uses) on our

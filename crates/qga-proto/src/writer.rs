@@ -125,9 +125,9 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     value(out, v);
 }
 
-/// Writes `prefix`, the JSON text of `v` and `suffix` to `w`: a reply of up to 256 KiB in one
-/// write, a larger one (binary data of tens of MiB) through a buffer of 64 KiB, encoded piece
-/// by piece as the stream takes them.
+/// Writes `prefix`, the JSON text of `v` and `suffix` to `w`: a reply of up to about 256 KiB
+/// (by [`Value::size_hint`]) in one write, a larger one (binary data of tens of MiB) through a
+/// buffer of 64 KiB, encoded piece by piece as the stream takes them.
 pub fn write_value_to(
     w: &mut impl Write,
     prefix: &[u8],

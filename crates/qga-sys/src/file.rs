@@ -40,9 +40,13 @@ pub fn open(path: &Path, access: Access) -> io::Result<File> {
 }
 
 /// One read(2) of up to `max` bytes from `file`'s position, appended to `buf` (straight into
-/// its spare capacity: no zero-fill, no probing read); returns the count, 0 at end of file.
+/// its spare capacity: no zero-fill, no probing read); returns the count, 0 at end of file
+/// (or, without a system call, when `max` is 0).
 pub fn read_append(file: &File, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
+    if max == 0 {
+        return Ok(0);
+    }
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let n = max.min(spare.len());
