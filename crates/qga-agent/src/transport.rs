@@ -151,16 +151,21 @@ struct Activity {
     last: Mutex<Option<Instant>>,
 }
 
-impl Activity {
-    /// A client starts handling input.
-    fn start(&self) {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-    }
+/// A client handling input ([`Activity::start`]).
+struct Busy<'a>(&'a Activity);
 
-    /// A client is done with the input it had.
-    fn stop(&self) {
-        *lock(&self.last) = Some(Instant::now());
-        self.busy.fetch_sub(1, Ordering::SeqCst);
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.last) = Some(Instant::now());
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Activity {
+    /// A client starts handling input, until the guard is dropped (on unwinding too).
+    fn start(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(self)
     }
 
     /// Whether no client is handling input.
@@ -338,9 +343,9 @@ where
                 return;
             }
         };
-        activity.start();
+        let busy = activity.start();
         let fed = session.feed(agent, &buf[..n], &mut writer);
-        activity.stop();
+        drop(busy);
         if let Err(e) = fed {
             log::debug!("client write failed: {e}");
             return;
