@@ -517,6 +517,31 @@ fn main() {
         let part_data = std::fs::read(&part).expect("part");
         // A request is limited to 64 MiB of tokens: the largest write is a bit under 48 MiB.
         let write_chunk = chunk.min((48 << 20) - 1024);
+        // The rows of one transfer phase: its rate, the agent's CPU per GiB and, for the
+        // largest chunks, the agent's peak memory.
+        let push_phase = |rows: &mut Vec<Row>,
+                          way: &str,
+                          label: &str,
+                          which: usize,
+                          bytes: usize,
+                          secs: f64,
+                          cpu: f64,
+                          hwm: u64| {
+            let name = |what: &str| format!("{way} {label}{what}");
+            push(
+                rows,
+                name(" chunks"),
+                "MB/s",
+                which,
+                bytes as f64 / secs / 1e6,
+            );
+            let per_gib = cpu * (1u64 << 30) as f64 / bytes as f64;
+            push(rows, name(": agent CPU per GiB"), "s", which, per_gib);
+            if chunk == 48 << 20 {
+                let peak = format!("peak RSS (48 MiB {way}s)");
+                push(rows, peak, "MB", which, hwm as f64 / 1024.0);
+            }
+        };
         for (which, a) in &live {
             let mut c = a.client();
             // One request at a time (the agent's round trip), then, up to 1 MiB, with
@@ -537,29 +562,7 @@ fn main() {
                 let (cpu0, _, _) = a.usage();
                 let (secs, n) = read_file(&mut c, &part, chunk, depth, &part_sha).expect("read");
                 let (cpu1, _, hwm) = a.usage();
-                push(
-                    &mut rows,
-                    format!("read {label} chunks"),
-                    "MB/s",
-                    *which,
-                    n as f64 / secs / 1e6,
-                );
-                push(
-                    &mut rows,
-                    format!("read {label}: agent CPU per GiB"),
-                    "s",
-                    *which,
-                    (cpu1 - cpu0) * (1u64 << 30) as f64 / n as f64,
-                );
-                if chunk == 48 << 20 {
-                    push(
-                        &mut rows,
-                        "peak RSS (48 MiB reads)".into(),
-                        "MB",
-                        *which,
-                        hwm as f64 / 1024.0,
-                    );
-                }
+                push_phase(&mut rows, "read", &label, *which, n, secs, cpu1 - cpu0, hwm);
                 let out = work.path().join(format!("out{which}.bin"));
                 settle();
                 // The floor: the same chunks written by this process with write(2) into a
@@ -578,29 +581,17 @@ fn main() {
                 let (cpu0, _, _) = a.usage();
                 let secs = write_file(&mut c, &out, &part_data, write_chunk, depth).expect("write");
                 let (cpu1, _, hwm) = a.usage();
-                push(
+                let bytes = part_data.len();
+                push_phase(
                     &mut rows,
-                    format!("write {label} chunks"),
-                    "MB/s",
+                    "write",
+                    &label,
                     *which,
-                    part_data.len() as f64 / secs / 1e6,
+                    bytes,
+                    secs,
+                    cpu1 - cpu0,
+                    hwm,
                 );
-                push(
-                    &mut rows,
-                    format!("write {label}: agent CPU per GiB"),
-                    "s",
-                    *which,
-                    (cpu1 - cpu0) * (1u64 << 30) as f64 / part_data.len() as f64,
-                );
-                if chunk == 48 << 20 {
-                    push(
-                        &mut rows,
-                        "peak RSS (48 MiB writes)".into(),
-                        "MB",
-                        *which,
-                        hwm as f64 / 1024.0,
-                    );
-                }
                 moved[*which] += 2 * n;
                 let _ = std::fs::remove_file(&out);
             }

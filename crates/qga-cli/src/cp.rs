@@ -91,9 +91,15 @@ fn guest_size(c: &mut C, remote: &str) -> Result<u64, String> {
         offset: 0,
         whence: s::GuestFileWhence::Name(s::QgaSeek::End),
     });
-    let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+    close_quietly(c, h);
     let pos = r.map_err(|e| format!("{remote}: {e}"))?.position;
     u64::try_from(pos).map_err(|_| format!("{remote}: negative size {pos}"))
+}
+
+/// Closes a guest handle whose use already failed or whose close cannot change the outcome:
+/// what is reported is that earlier result, not the close's.
+fn close_quietly(c: &mut C, h: i64) {
+    let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
 }
 
 /// An agent or channel error with the CLI's advice (policy, timeout, ...).
@@ -176,7 +182,7 @@ fn upload(
     };
     done += acked;
     if let Some(text) = failure {
-        let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+        close_quietly(c, h);
         return Err(interrupted(&text, done, total, &dst));
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
@@ -252,7 +258,7 @@ fn download(
         },
     }
     if let Some(text) = failure {
-        let _ = c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h });
+        close_quietly(c, h);
         return Err(interrupted(&text, done, total, &dst));
     }
     c.execute::<s::GuestFileClose>(&s::FileHandleArgs { handle: h })
@@ -305,17 +311,18 @@ fn finish(
 
 /// `qga cp SRC DST`: exactly one side starts with `:` (the guest's).
 pub(crate) fn copy(c: &mut C, src: &str, dst: &str, resume: bool) -> Result<String, String> {
-    match (src.strip_prefix(':'), dst.strip_prefix(':')) {
-        (None, Some(remote)) => {
-            let d = depth(Features::probe(c).ok().as_ref());
-            upload(c, Path::new(src), remote, resume, d).map(|d| d.text)
-        }
-        (Some(remote), None) => {
-            let d = depth(Features::probe(c).ok().as_ref());
-            download(c, remote, Path::new(dst), resume, d).map(|d| d.text)
-        }
-        _ => Err(ONE_GUEST_PATH.into()),
-    }
+    let (upward, remote, local) = match (src.strip_prefix(':'), dst.strip_prefix(':')) {
+        (None, Some(remote)) => (true, remote, src),
+        (Some(remote), None) => (false, remote, dst),
+        _ => return Err(ONE_GUEST_PATH.into()),
+    };
+    let d = depth(Features::probe(c).ok().as_ref());
+    let copied = if upward {
+        upload(c, Path::new(local), remote, resume, d)
+    } else {
+        download(c, remote, Path::new(local), resume, d)
+    };
+    copied.map(|d| d.text)
 }
 
 const ONE_GUEST_PATH: &str =
